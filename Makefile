@@ -1,0 +1,40 @@
+# DAC: `make run` serves a working instance with demo data; `make test` runs the whole suite.
+SHELL := /bin/bash
+PY := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 1
+
+.PHONY: run test install db css bench clean
+
+.venv/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: .venv/.installed
+
+# Roles (owner + runtime), database, migrations. Uses var/db.env when dev_db started one.
+db: install
+	@mkdir -p var
+	@$(PY) scripts/dev_db.py > var/db.env
+	@set -a; source var/db.env; set +a; \
+	  $(PY) scripts/db_bootstrap.py && DEBUG=1 $(PY) manage.py migrate --verbosity 0 && DEBUG=1 $(PY) manage.py check_rls
+
+run: db
+	@set -a; source var/db.env; set +a; export DEBUG=$${DEBUG:-1}; \
+	  $(PY) manage.py seed_demo && \
+	  echo "DAC on http://$(HOST):$(PORT)/" && \
+	  exec $(PY) -m uvicorn dac.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log
+
+test: install
+	@bash scripts/services_up.sh
+	$(PY) scripts/db_bootstrap.py
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+css:
+	cd static/src && npm install --no-audit --no-fund --silent && npx @tailwindcss/cli -i app.css -o ../css/app.css --minify
+
+clean:
+	rm -rf var .venv

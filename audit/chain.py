@@ -1,0 +1,59 @@
+"""The hash chain: canonical content of an audit row, and the link hash over it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_content(
+    *,
+    org_id: int | None,
+    seq: int,
+    actor_type: str,
+    actor_id: str,
+    actor_label: str,
+    event: str,
+    target: str,
+    details: dict,
+    request_hash: str,
+    response_hash: str,
+    created_at: datetime,
+) -> str:
+    payload = {
+        "org_id": org_id,
+        "seq": seq,
+        "actor_type": actor_type,
+        "actor_id": actor_id,
+        "actor_label": actor_label,
+        "event": event,
+        "target": target,
+        "details": details,
+        "request_hash": request_hash,
+        "response_hash": response_hash,
+        "created_at": created_at.isoformat(timespec="microseconds"),
+    }
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def link_hash(prev_hash: str, content: str) -> str:
+    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+
+
+def row_content(row) -> str:
+    return canonical_content(
+        org_id=row.org_id,
+        seq=row.seq,
+        actor_type=row.actor_type,
+        actor_id=row.actor_id,
+        actor_label=row.actor_label,
+        event=row.event,
+        target=row.target,
+        details=row.details,
+        request_hash=row.request_hash,
+        response_hash=row.response_hash,
+        created_at=row.created_at,
+    )

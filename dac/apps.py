@@ -1,0 +1,5 @@
+from django.contrib.admin.apps import AdminConfig
+
+
+class DacAdminConfig(AdminConfig):
+    default_site = "dac.admin.OperatorAdminSite"

@@ -1,0 +1,17 @@
+"""Settings for the test suite: production settings with test secrets, DEBUG off."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-for-the-dac-test-suite-only-0123456789")
+# Two master keys so rotation is exercised; never used outside tests.
+os.environ.setdefault(
+    "DAC_ENCRYPTION_KEYS",
+    "dGVzdC1tYXN0ZXIta2V5LW9uZS1mb3ItZGFjLXRlc3Q=,dGVzdC1tYXN0ZXIta2V5LXR3by1mb3ItZGFjLXRlc3Q=",
+)
+os.environ.setdefault("DAC_HTTPS", "false")
+os.environ.setdefault("DAC_DEMO_STREAM_DELAY_MS", "0")
+os.environ.setdefault("QDRANT_PATH", "")
+
+from dac.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast tests only

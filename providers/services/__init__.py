@@ -1,0 +1,1 @@
+"""Provider services: keys (vault), limits, quota."""

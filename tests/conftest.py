@@ -1,0 +1,101 @@
+"""Test set-up: the owner creates and migrates the test database, the tests run as the
+runtime role (no superuser, no BYPASSRLS), so RLS is what the tests see. Personas:
+org_a, org_b, alice (owner of A), bob (member of A), charlie (member of B)."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.test import Client
+from psycopg import sql
+
+from tenants.context import tenant_context
+from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+
+SUPERUSER_URL = os.environ.get("DAC_DB_SUPERUSER_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_blocker):
+    from django.core.management import call_command
+    from django.db import connections
+
+    name = "test_" + settings.DATABASES["default"]["NAME"]
+    for alias in ("default", "owner"):
+        connections[alias].close()
+        connections[alias].settings_dict["NAME"] = name
+        settings.DATABASES[alias]["NAME"] = name
+    owner = settings.DATABASES["owner"]["USER"]
+    runtime = settings.DATABASES["default"]["USER"]
+    with psycopg.connect(SUPERUSER_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
+    with django_db_blocker.unblock():
+        call_command("migrate", verbosity=0)
+        with connections["owner"].cursor() as cursor:
+            # Only so pytest-django can flush after transactional tests; production never grants it.
+            cursor.execute(sql.SQL("GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(runtime)).as_string(cursor.connection))
+        connections["owner"].close()
+    yield
+
+
+@pytest.fixture
+def org_a(db):
+    return OrganizationFactory(name="Org A", slug="org-a")
+
+
+@pytest.fixture
+def org_b(db):
+    return OrganizationFactory(name="Org B", slug="org-b")
+
+
+@pytest.fixture
+def alice(org_a):
+    user = UserFactory(email="alice@example.com")
+    MembershipFactory(org=org_a, user=user, role="owner")
+    return user
+
+
+@pytest.fixture
+def bob(org_a):
+    user = UserFactory(email="bob@example.com")
+    MembershipFactory(org=org_a, user=user, role="member")
+    return user
+
+
+@pytest.fixture
+def charlie(org_b):
+    user = UserFactory(email="charlie@example.com")
+    MembershipFactory(org=org_b, user=user, role="member")
+    return user
+
+
+def _client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice):
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return _client_for(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie):
+    return _client_for(charlie)
+
+
+@pytest.fixture
+def in_org_a(org_a):
+    with tenant_context(org_a):
+        yield org_a
