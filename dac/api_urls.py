@@ -4,4 +4,9 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("tenants.api_urls")),
+    path("", include("threads.api_urls")),
+    path("", include("providers.api_urls")),
+    path("", include("routing.api_urls")),
+    path("", include("audit.api_urls")),
+    path("", include("metrics.api_urls")),
 ]

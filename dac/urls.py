@@ -2,10 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+# Each app names its own full paths (threads/, settings/providers/, audit/, usage/, metrics …).
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include(("dac.api_urls", "api"), namespace="api")),
+    path("", include("threads.urls")),
+    path("", include("providers.urls")),
+    path("", include("routing.urls")),
+    path("", include("audit.urls")),
+    path("", include("metrics.urls")),
     path("", include("tenants.urls")),
 ]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +17,7 @@ def _actor(request) -> Actor:
 
 
 class OrgListApi(APIView):
+    @extend_schema_serializer(component_name="Org")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField(source="org_id")
         slug = serializers.CharField()
@@ -53,6 +54,7 @@ class MembershipOutputSerializer(serializers.Serializer):
 class MembershipListApi(APIView):
     permission_classes = [IsOrgMember]
 
+    @extend_schema_serializer(component_name="MembershipCreate")
     class InputSerializer(serializers.Serializer):
         email = serializers.EmailField()
         role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
@@ -83,6 +85,7 @@ class MembershipListApi(APIView):
 class MembershipDetailApi(APIView):
     permission_classes = [IsOrgAdmin]
 
+    @extend_schema_serializer(component_name="MembershipUpdate")
     class InputSerializer(serializers.Serializer):
         role = serializers.ChoiceField(choices=Role.choices)
 
@@ -122,10 +125,12 @@ class ApiTokenOutputSerializer(serializers.Serializer):
 class ApiTokenListApi(APIView):
     permission_classes = [IsOrgMember]
 
+    @extend_schema_serializer(component_name="ApiTokenCreate")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
+    @extend_schema_serializer(component_name="ApiTokenCreated")
     class CreatedSerializer(ApiTokenOutputSerializer):
         token = serializers.CharField(help_text="The secret. Shown once, never again.")
 
