@@ -76,7 +76,7 @@ ROOT_URLCONF = "dac.urls"
 ASGI_APPLICATION = "dac.asgi.application"
 AUTH_USER_MODEL = "tenants.User"
 LOGIN_URL = "tenants:login"
-LOGIN_REDIRECT_URL = "threads:list"
+LOGIN_REDIRECT_URL = "tenants:dashboard"
 LOGOUT_REDIRECT_URL = "tenants:login"
 
 TEMPLATES = [

@@ -1,0 +1,156 @@
+"""Sign-up, log in, members and API token pages, for each persona."""
+
+import pytest
+
+from audit.models import AuditLog
+from tenants.context import tenant_context
+from tenants.models import ApiToken, Membership, Organization, User
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_signup_creates_a_user_and_an_org_they_own(client):
+    response = client.post("/signup/", {"email": "new@example.com", "password": PASSWORD, "org_name": "Acme"})
+    assert response.status_code == 302
+    user = User.objects.get(email="new@example.com")
+    from tenants.selectors import user_orgs
+
+    [access] = user_orgs(user_id=user.pk)
+    assert access.name == "Acme" and access.role == "owner"
+    assert client.get("/dashboard/").status_code == 200
+
+
+def test_signup_with_a_taken_email_says_so_and_writes_nothing(client, alice):
+    users_before = User.objects.count()
+    response = client.post("/signup/", {"email": "alice@example.com", "password": PASSWORD, "org_name": "X"})
+    assert response.status_code == 400
+    assert b"already exists" in response.content
+    assert User.objects.count() == users_before
+
+
+def test_signup_with_a_weak_password_is_refused(client):
+    response = client.post("/signup/", {"email": "weak@example.com", "password": "password", "org_name": "X"})
+    assert response.status_code == 400
+    assert not User.objects.filter(email="weak@example.com").exists()
+
+
+def test_login_and_logout(client, alice):
+    response = client.post("/login/", {"username": "alice@example.com", "password": PASSWORD})
+    assert response.status_code == 302
+    assert client.get("/members/").status_code == 200
+    client.post("/logout/")
+    assert client.get("/members/").status_code == 302
+
+
+def test_members_page_lists_only_the_current_orgs_members(alice_client, bob, charlie):
+    response = alice_client.get("/members/")
+    assert b"bob@example.com" in response.content
+    assert b"charlie@example.com" not in response.content
+
+
+def test_owner_adds_an_existing_user_as_member(alice_client, org_a, charlie):
+    response = alice_client.post("/members/add/", {"email": "charlie@example.com", "role": "member"})
+    assert response.status_code == 302
+    with tenant_context(org_a):
+        assert Membership.objects.filter(user=charlie).exists()
+        assert AuditLog.objects.filter(event="membership.added").exists()
+
+
+def test_owner_creates_a_new_user_when_adding_with_a_password(alice_client, org_a):
+    alice_client.post("/members/add/", {"email": "dora@example.com", "role": "admin", "password": PASSWORD})
+    with tenant_context(org_a):
+        assert Membership.objects.get(user__email="dora@example.com").role == "admin"
+
+
+def test_member_cannot_add_members(bob_client, org_a):
+    response = bob_client.post("/members/add/", {"email": "eve@example.com", "role": "owner", "password": PASSWORD})
+    assert response.status_code == 403
+    assert not User.objects.filter(email="eve@example.com").exists()
+
+
+def test_member_cannot_change_roles(bob_client, org_a, bob):
+    with tenant_context(org_a):
+        membership = Membership.objects.get(user=bob)
+    assert bob_client.post(f"/members/{membership.id}/role/", {"role": "owner"}).status_code == 403
+    with tenant_context(org_a):
+        assert Membership.objects.get(user=bob).role == "member"
+
+
+def test_charlie_gets_404_on_org_a_membership(charlie_client, org_a, bob, charlie, org_b):
+    with tenant_context(org_b):
+        Membership.objects.filter(user=charlie).update(role="owner")
+    with tenant_context(org_a):
+        membership = Membership.objects.get(user=bob)
+    assert charlie_client.post(f"/members/{membership.id}/remove/").status_code == 404
+    assert charlie_client.post(f"/members/{membership.id}/role/", {"role": "owner"}).status_code == 404
+    with tenant_context(org_a):
+        assert Membership.objects.filter(user=bob, role="member").exists()
+
+
+def test_last_owner_cannot_be_removed(alice_client, alice, org_a):
+    with tenant_context(org_a):
+        membership = Membership.objects.get(user=alice)
+    response = alice_client.post(f"/members/{membership.id}/remove/", follow=True)
+    assert b"last owner" in response.content
+    with tenant_context(org_a):
+        assert Membership.objects.filter(user=alice).exists()
+
+
+def test_last_owner_cannot_be_demoted(alice_client, alice, org_a):
+    with tenant_context(org_a):
+        membership = Membership.objects.get(user=alice)
+    alice_client.post(f"/members/{membership.id}/role/", {"role": "member"})
+    with tenant_context(org_a):
+        assert Membership.objects.get(user=alice).role == "owner"
+
+
+def test_token_is_shown_once_and_stored_hashed(alice_client, org_a):
+    response = alice_client.post("/tokens/create/", {"name": "ci"})
+    assert response.status_code == 200
+    plaintext = response.context["new_token"]
+    assert plaintext.startswith("dac_")
+    assert plaintext.encode() in response.content
+    with tenant_context(org_a):
+        token = ApiToken.objects.get(name="ci")
+    assert plaintext not in token.secret_hash
+    listing = alice_client.get("/tokens/")
+    assert plaintext.encode() not in listing.content
+    assert token.prefix.encode() in listing.content
+
+
+def test_token_revoke_and_charlie_gets_404(alice_client, charlie_client, org_a, charlie):
+    alice_client.post("/tokens/create/", {"name": "ci"})
+    with tenant_context(org_a):
+        token = ApiToken.objects.get(name="ci")
+    assert charlie_client.post(f"/tokens/{token.id}/revoke/").status_code in (403, 404)
+    with tenant_context(org_a):
+        assert ApiToken.objects.get(pk=token.pk).revoked_at is None
+    assert alice_client.post(f"/tokens/{token.id}/revoke/").status_code == 302
+    with tenant_context(org_a):
+        assert ApiToken.objects.get(pk=token.pk).revoked_at is not None
+
+
+def test_org_switcher_only_switches_to_own_orgs(alice_client, alice, org_a, org_b):
+    assert alice_client.post("/orgs/switch/", {"org_id": org_b.id}).status_code == 404
+    from tenants.services import org_create
+
+    second = org_create(name="Second", slug="second", owner=alice)
+    assert alice_client.post("/orgs/switch/", {"org_id": second.id}).status_code == 302
+    assert b"Second" in alice_client.get("/dashboard/").content
+
+
+def test_anonymous_is_sent_to_login(client):
+    response = client.get("/members/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_user_with_no_org_is_asked_to_create_one(client):
+    user = User.objects.create_user(email="lonely@example.com", password=PASSWORD)
+    client.force_login(user)
+    response = client.get("/members/")
+    assert response.status_code == 302 and response["Location"].endswith("/orgs/new/")
+    client.post("/orgs/new/", {"name": "Mine"})
+    from tenants.selectors import user_orgs
+
+    assert [o.name for o in user_orgs(user_id=user.pk)] == ["Mine"]
