@@ -28,3 +28,35 @@ class QuotaLimit(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.provider or 'all providers'}: {self.requests_per_day} req, {self.tokens_per_day} tok"
+
+
+class ProviderKey(TenantModel):
+    """An org's own key for a provider (BYOK), encrypted at rest and bound to the org.
+
+    Several keys per provider may be stored; one is active (the one calls use). `masked` is
+    all that is ever shown: the first 8 and last 4 characters.
+    """
+
+    provider = models.CharField(max_length=32)
+    label = models.CharField(max_length=100, blank=True)
+    ciphertext = models.TextField()
+    masked = models.CharField(max_length=32)
+    base_url = models.URLField(max_length=500, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey("tenants.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
+    last_test_message = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "provider"], condition=models.Q(is_active=True), name="provider_key_one_active"
+            )
+        ]
+        ordering = ["provider", "-is_active", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.masked}{' (active)' if self.is_active else ''}"
