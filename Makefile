@@ -33,8 +33,9 @@ test: install
 	$(PY) scripts/db_bootstrap.py
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Rebuild static/css/app.css (committed, so `make run` needs no Node). Versions: static/src/package.json.
 css:
-	cd static/src && npm install --no-audit --no-fund --silent && npx @tailwindcss/cli -i app.css -o ../css/app.css --minify
+	cd static/src && npm ci --no-audit --no-fund --loglevel=error && npx @tailwindcss/cli -i app.css -o ../css/app.css --minify
 
 clean:
 	rm -rf var .venv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import environ
@@ -12,7 +13,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-if (BASE_DIR / ".env").exists():
+# The test suite must not depend on a developer's .env (settings_test sets DAC_SKIP_DOTENV).
+if (BASE_DIR / ".env").exists() and not os.environ.get("DAC_SKIP_DOTENV"):
     env.read_env(BASE_DIR / ".env")
 
 INSECURE_SECRET_KEY = "dac-insecure-development-key-do-not-use-in-production"
@@ -76,7 +78,7 @@ ROOT_URLCONF = "dac.urls"
 ASGI_APPLICATION = "dac.asgi.application"
 AUTH_USER_MODEL = "tenants.User"
 LOGIN_URL = "tenants:login"
-LOGIN_REDIRECT_URL = "tenants:dashboard"
+LOGIN_REDIRECT_URL = "threads:list"
 LOGOUT_REDIRECT_URL = "tenants:login"
 
 TEMPLATES = [
@@ -111,9 +113,9 @@ def _database(url: str, *, pool: bool) -> dict:
     config = environ.Env.db_url_config(url)
     config["ENGINE"] = "dac.db"
     config["CONN_MAX_AGE"] = 0
-    if pool:
-        config["OPTIONS"] = {
-            "pool": {"min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": DB_POOL_TIMEOUT}
+    if pool:  # keep what the URL says (sslmode, a socket ?host=) and add the pool
+        config.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": DB_POOL_TIMEOUT
         }
     return config
 
@@ -214,3 +216,5 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 DAC_SERVE_STATIC = env.bool("DAC_SERVE_STATIC", default=True)
+DAC_PROVIDER_RETRIES = env.int("DAC_PROVIDER_RETRIES", default=2)
+DAC_PROVIDER_RETRY_BACKOFF = env.float("DAC_PROVIDER_RETRY_BACKOFF", default=0.25)

@@ -2,6 +2,7 @@
 
 import os
 
+os.environ["DAC_SKIP_DOTENV"] = "1"
 os.environ.setdefault("SECRET_KEY", "test-secret-key-for-the-dac-test-suite-only-0123456789")
 # Two master keys so rotation is exercised; never used outside tests.
 os.environ.setdefault(
