@@ -1,0 +1,101 @@
+"""The chat-completions wire format that OpenAI, OpenRouter, Perplexity and OpenAI-compatible
+servers (Ollama, vLLM, LM Studio) all speak. Each provider module only states its differences.
+
+One parser serves both answers and stream chunks: a whole answer is read like a single chunk
+whose `message` stands where a chunk's `delta` would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from .base import Message, ProviderError, message_text
+from .http_adapter import Accumulator, HTTPAdapter, int_or_none
+
+FINISH_REASONS_MAP: dict[str, str] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",  # the legacy name
+}
+
+
+class ChatCompletionsAdapter(HTTPAdapter):
+    """POST {base}/chat/completions with a Bearer key; SSE `data:` chunks; `[DONE]` at the end."""
+
+    path: ClassVar[str] = "/chat/completions"
+    # Which field carries the output cap: OpenAI wants max_completion_tokens, most others max_tokens.
+    max_tokens_field: ClassVar[str] = "max_tokens"
+    # Ask for the final usage chunk in streams (OpenAI sends usage only when asked).
+    include_usage: ClassVar[bool] = False
+    extra_headers: ClassVar[dict[str, str]] = {}
+
+    def _url(self, model: str, stream: bool) -> str:
+        return self.base_url + self.path
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.extra_headers}
+        if self._api_key:  # local servers (Ollama) need none
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
+              temperature: float | None, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
+        if max_tokens is not None:
+            body[self.max_tokens_field] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        if stream:
+            body["stream"] = True
+            if self.include_usage:
+                body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _absorb(self, acc: Accumulator, payload: dict[str, Any]) -> str:
+        acc.model = payload.get("model") or acc.model
+        usage = payload.get("usage")
+        if isinstance(usage, dict) and usage:
+            # Perplexity repeats running totals on every chunk, so the last report is the total.
+            acc.input_tokens = int_or_none(usage.get("prompt_tokens"))
+            acc.output_tokens = int_or_none(usage.get("completion_tokens"))
+            acc.total_tokens = int_or_none(usage.get("total_tokens"))
+            acc.cost_usd = self._cost(usage)
+        self._take_citations(acc, payload)
+        choices = payload.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return ""  # e.g. the usage-only chunk, `choices: []`
+        choice = choices[0]
+        message = choice.get("delta") or choice.get("message") or {}
+        if message.get("tool_calls") or message.get("function_call"):
+            acc.saw_tool_call = True
+        for note in message.get("annotations") or []:
+            # Web-search answers (OpenAI search models, OpenRouter's web plugin) cite this way.
+            if isinstance(note, dict) and note.get("type") == "url_citation":
+                acc.add_citation((note.get("url_citation") or {}).get("url"))
+        finish = choice.get("finish_reason")
+        if finish:
+            acc.finish = FINISH_REASONS_MAP.get(finish, "other")
+        return acc.add_text(message_text(message.get("content")))
+
+    def _take_citations(self, acc: Accumulator, payload: dict[str, Any]) -> None:
+        """Provider-level citation fields (Perplexity); OpenAI puts them in annotations."""
+
+    def _cost(self, usage: dict[str, Any]) -> float | None:
+        return None
+
+    def _embedded_error(self, payload: dict[str, Any]) -> ProviderError | None:
+        # Once a stream has started the status stays 200, so failures arrive as `{"error": {...}}`.
+        return self._embedded_error_object(payload)
+
+    def _category(self, status: int | None, error: dict[str, Any], body: Any) -> str | None:
+        # A 429 means either "slow down" or "out of money"; only the code tells them apart.
+        if "insufficient_quota" in (error.get("code"), error.get("type")):
+            return "quota_exceeded"
+        return None
+
+    def _model_ids(self, payload: Any) -> list[str]:
+        data = payload.get("data") if isinstance(payload, dict) else payload
+        return [m["id"] for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]

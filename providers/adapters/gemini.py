@@ -1,0 +1,140 @@
+"""Google Gemini API, v1beta generateContent / streamGenerateContent (generativelanguage.googleapis.com)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from .base import Message, ProviderError, message_text
+from .http_adapter import Accumulator, HTTPAdapter, int_or_none
+
+FINISH_REASONS_MAP: dict[str, str] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "RECITATION": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+# ErrorInfo reasons that mean the key itself is wrong (Gemini answers those with a 400).
+_KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+class GeminiAdapter(HTTPAdapter):
+    name = "gemini"
+    default_model = "gemini-2.5-flash"
+    default_base_url = "https://generativelanguage.googleapis.com/v1beta"
+
+    def _url(self, model: str, stream: bool) -> str:
+        model_id = quote(model.removeprefix("models/"), safe="-._~")
+        if stream:
+            # Without alt=sse the same method streams one big JSON array instead of events.
+            return f"{self.base_url}/models/{model_id}:streamGenerateContent?alt=sse"
+        return f"{self.base_url}/models/{model_id}:generateContent"
+
+    def _headers(self) -> dict[str, str]:
+        # The header, not ?key=: query strings end up in access logs and exception messages.
+        return {"Content-Type": "application/json", "x-goog-api-key": self._api_key}
+
+    def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
+              temperature: float | None, stream: bool) -> dict[str, Any]:
+        system: list[dict[str, str]] = []
+        contents: list[dict[str, Any]] = []
+        for message in messages:
+            role, text = message.get("role"), message_text(message.get("content"))
+            if role in ("system", "developer"):
+                if text:
+                    system.append({"text": text})
+                continue
+            gemini_role = "model" if role == "assistant" else "user"
+            if not text:
+                continue  # Gemini rejects empty parts
+            if contents and contents[-1]["role"] == gemini_role:
+                contents[-1]["parts"].append({"text": text})  # turns must alternate: merge
+            else:
+                contents.append({"role": gemini_role, "parts": [{"text": text}]})
+        body: dict[str, Any] = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": system}
+        config: dict[str, Any] = {}
+        if max_tokens is not None:
+            config["maxOutputTokens"] = max_tokens
+        if temperature is not None:
+            config["temperature"] = temperature
+        if config:
+            body["generationConfig"] = config
+        return body
+
+    def _absorb(self, acc: Accumulator, payload: dict[str, Any]) -> str:
+        acc.model = payload.get("modelVersion") or acc.model
+        usage = payload.get("usageMetadata")
+        if isinstance(usage, dict) and usage:
+            # Cumulative on every chunk: the last report wins. Thoughts are billed as output,
+            # which makes input + output add up to totalTokenCount.
+            acc.input_tokens = int_or_none(usage.get("promptTokenCount"))
+            outputs = [usage[k] for k in ("candidatesTokenCount", "thoughtsTokenCount")
+                       if int_or_none(usage.get(k)) is not None]
+            acc.output_tokens = sum(outputs) if outputs else None
+            acc.total_tokens = int_or_none(usage.get("totalTokenCount"))
+        candidates = payload.get("candidates")
+        if not candidates:
+            reason = (payload.get("promptFeedback") or {}).get("blockReason")
+            if reason:
+                raise self._error("content_filtered", 200, f"the prompt was blocked ({reason})")
+            return ""
+        candidate = candidates[0] if isinstance(candidates[0], dict) else {}
+        parts = (candidate.get("content") or {}).get("parts") or []
+        text = ""
+        for part in parts:
+            if not isinstance(part, dict):
+                continue
+            if "functionCall" in part:
+                acc.saw_tool_call = True
+            if not part.get("thought"):  # reasoning summaries are not the answer
+                text += part.get("text") or ""
+        grounding = candidate.get("groundingMetadata") or {}
+        for chunk in grounding.get("groundingChunks") or []:
+            acc.add_citation(((chunk or {}).get("web") or {}).get("uri"))
+        finish = candidate.get("finishReason")
+        if finish:
+            mapped = FINISH_REASONS_MAP.get(finish, "other")
+            acc.finish = "tool_calls" if mapped == "stop" and acc.saw_tool_call else mapped
+        return acc.add_text(text)
+
+    def _embedded_error(self, payload: dict[str, Any]) -> ProviderError | None:
+        return self._embedded_error_object(payload)
+
+    def _category(self, status: int | None, error: dict[str, Any], body: Any) -> str | None:
+        details = [d for d in error.get("details") or [] if isinstance(d, dict)]
+        if any(d.get("reason") in _KEY_REASONS for d in details) or error.get("status") == "UNAUTHENTICATED":
+            return "auth"
+        if status == 429 or error.get("status") == "RESOURCE_EXHAUSTED":
+            # Daily quotas stay exhausted until tomorrow; per-minute ones pass in seconds.
+            quota_ids = [str(v.get("quotaId", "")) for d in details for v in d.get("violations") or []
+                         if isinstance(v, dict)]
+            return "quota_exceeded" if any("PerDay" in q for q in quota_ids) else "rate_limited"
+        if error.get("status") == "DEADLINE_EXCEEDED":
+            return "timeout"
+        return None
+
+    def _body_retry_after(self, error: dict[str, Any]) -> float | None:
+        for detail in error.get("details") or []:
+            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+                delay = detail.get("retryDelay")
+                match = _DURATION_RE.match(delay) if isinstance(delay, str) else None
+                if match:
+                    return float(match.group(1))
+        return None
+
+    def _models_url(self) -> str:
+        return f"{self.base_url}/models?pageSize=1000"
+
+    def _model_ids(self, payload: Any) -> list[str]:
+        models = payload.get("models") if isinstance(payload, dict) else None
+        return [m["name"].removeprefix("models/") for m in models or []
+                if isinstance(m, dict) and isinstance(m.get("name"), str)]

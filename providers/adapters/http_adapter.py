@@ -1,0 +1,390 @@
+"""The request/response flow every network adapter shares; dialects fill in the hooks.
+
+Timeouts: `complete()` treats `timeout` as a deadline for the whole call. `stream()` applies it
+to each wait (connecting, the response headers, and every gap between chunks), so a long answer
+that keeps flowing is never cut off, while a provider that stalls is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .base import BaseAdapter, CompletionResult, Message, ProviderError, StreamEvent
+from .client import shared_client
+from .sse import SSEDecoder
+
+logger = logging.getLogger(__name__)
+
+# Error `type` / `code` / `metadata.error_type` values that name a category when no HTTP status
+# does (errors embedded in a 200 body or stream often carry no numeric code).
+ERROR_TYPE_CATEGORIES: dict[str, str] = {
+    "server_error": "unavailable",
+    "server": "unavailable",
+    "internal_server_error": "unavailable",
+    "provider_unavailable": "unavailable",
+    "provider_overloaded": "unavailable",
+    "rate_limit_exceeded": "rate_limited",
+    "request_rate_limit_exceeded": "rate_limited",
+    "tokens": "rate_limited",
+    "requests": "rate_limited",
+    "insufficient_quota": "quota_exceeded",
+    "payment_required": "quota_exceeded",
+    "invalid_api_key": "auth",
+    "authentication": "auth",
+    "invalid_request_error": "bad_request",
+    "context_length_exceeded": "bad_request",
+    "timeout": "timeout",
+    "content_filter": "content_filtered",
+    "moderation": "content_filtered",
+}
+_TITLE_RE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG_RE = re.compile(r"<[^>]+>")
+
+
+def category_for_status(status: int) -> str:
+    """The category an HTTP error status means when the body says nothing more specific."""
+    if status in (401, 403):
+        return "auth"
+    if status == 402:
+        return "quota_exceeded"
+    if status in (408, 504):
+        return "timeout"
+    if status == 429:
+        return "rate_limited"
+    if 400 <= status < 500:
+        return "bad_request"
+    return "unavailable"
+
+
+def category_for_error_type(error: dict[str, Any]) -> str | None:
+    metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
+    for value in (metadata.get("error_type"), error.get("error_type"), error.get("code"), error.get("type")):
+        if isinstance(value, str) and value in ERROR_TYPE_CATEGORIES:
+            return ERROR_TYPE_CATEGORIES[value]
+    return None
+
+
+def retry_after_from_headers(headers: httpx.Headers) -> float | None:
+    """`retry-after-ms`, else `Retry-After` as seconds or an HTTP date; None when absent."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(float(value) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass
+class Accumulator:
+    """What a response, or a stream so far, has said."""
+
+    requested_model: str
+    parts: list[str] = field(default_factory=list)
+    model: str | None = None
+    finish: str | None = None  # already one of FINISH_REASONS
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    citations: list[str] = field(default_factory=list)
+    cost_usd: float | None = None
+    saw_tool_call: bool = False
+    ended: bool = False  # the provider signalled the end ([DONE] or a terminal chunk)
+    first_token_ms: float | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def add_text(self, text: str | None) -> str:
+        if text:
+            self.parts.append(text)
+        return text or ""
+
+    def add_citation(self, url: Any) -> None:
+        if isinstance(url, str) and url and url not in self.citations:
+            self.citations.append(url)
+
+
+class HTTPAdapter(BaseAdapter):
+    """Runs the HTTP exchange; subclasses describe their wire format through the hooks below."""
+
+    # ---- hooks ------------------------------------------------------------------------------
+
+    def _url(self, model: str, stream: bool) -> str:
+        raise NotImplementedError
+
+    def _headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
+              temperature: float | None, stream: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _absorb(self, acc: Accumulator, payload: dict[str, Any]) -> str:
+        """Fold one response body or stream chunk into `acc`; return its new text."""
+        raise NotImplementedError
+
+    def _embedded_error(self, payload: dict[str, Any]) -> ProviderError | None:
+        """An error object inside a 200 body or stream chunk, as a ProviderError."""
+        return None
+
+    def _is_terminal(self, payload: dict[str, Any]) -> bool:
+        """Whether this chunk ends the stream even without a sentinel."""
+        return False
+
+    def _category(self, status: int | None, error: dict[str, Any], body: Any) -> str | None:
+        """A dialect's own reading of an error; None falls back to the type, then the status."""
+        return None
+
+    def _body_retry_after(self, error: dict[str, Any]) -> float | None:
+        """A retry hint inside the error body, for providers that put it there."""
+        return None
+
+    def _error_message(self, error: dict[str, Any]) -> str:
+        return str(error.get("message") or "")
+
+    def _models_url(self) -> str:
+        return f"{self.base_url}/models"
+
+    def _model_ids(self, payload: Any) -> list[str]:
+        raise NotImplementedError
+
+    # ---- calls ------------------------------------------------------------------------------
+
+    async def complete(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
+                       temperature: float | None = None, timeout: float = 30.0) -> CompletionResult:
+        url, body = self._url(model, False), self._body(messages, model, max_tokens, temperature, False)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                response = await shared_client().post(url, headers=self._headers(), json=body, timeout=timeout)
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+            raise self._transport_error(exc) from None
+        if not response.is_success:
+            raise self._http_error(response)
+        acc = Accumulator(model)
+        self._take(acc, self._json(response))
+        return self._result(acc, started)
+
+    async def stream(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
+                     temperature: float | None = None, timeout: float = 30.0) -> AsyncIterator[StreamEvent]:
+        url, body = self._url(model, True), self._body(messages, model, max_tokens, temperature, True)
+        started = time.perf_counter()
+        acc = Accumulator(model)
+        try:
+            async with shared_client().stream("POST", url, headers=self._headers(), json=body,
+                                              timeout=timeout) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise self._http_error(response)
+                content_type = response.headers.get("content-type", "")
+                if "json" in content_type and "event-stream" not in content_type:
+                    # The server ignored the stream flag and answered in one piece.
+                    await response.aread()
+                    delta = self._take(acc, self._json(response))
+                    acc.ended = True
+                    if delta:
+                        acc.first_token_ms = _ms_since(started)
+                        yield StreamEvent(delta)
+                else:
+                    # aclosing: if our caller stops early, the event reader is closed right away.
+                    async with aclosing(self._sse_deltas(response, acc, started)) as pieces:
+                        async for delta in pieces:
+                            yield StreamEvent(delta)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._transport_error(exc) from None
+        if not acc.ended and acc.finish is None:
+            # The connection closed cleanly but the provider never said it was done.
+            raise self._error("unavailable", None, "the stream ended before the provider finished")
+        yield StreamEvent("", self._result(acc, started))
+
+    async def _sse_deltas(self, response: httpx.Response, acc: Accumulator,
+                          started: float) -> AsyncIterator[str]:
+        decoder = SSEDecoder()
+        async for text in response.aiter_text():
+            for data in decoder.feed(text):
+                delta = self._on_event(acc, data, started)
+                if delta:
+                    yield delta
+                if acc.ended:
+                    return
+        for data in decoder.flush():
+            delta = self._on_event(acc, data, started)
+            if delta:
+                yield delta
+            if acc.ended:
+                return
+
+    def _on_event(self, acc: Accumulator, data: str, started: float) -> str:
+        if data.strip() == "[DONE]":
+            acc.ended = True
+            return ""
+        if not data.strip():
+            return ""
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise self._error("unavailable", 200, f"malformed stream event: {data[:80]!r}") from None
+        delta = self._take(acc, payload)
+        if delta and acc.first_token_ms is None:
+            acc.first_token_ms = _ms_since(started)
+        if isinstance(payload, dict) and self._is_terminal(payload):
+            acc.ended = True
+        return delta
+
+    async def list_models(self, timeout: float = 10.0) -> list[str]:
+        try:
+            async with asyncio.timeout(timeout):
+                response = await shared_client().get(self._models_url(), headers=self._headers(), timeout=timeout)
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+            raise self._transport_error(exc) from None
+        if not response.is_success:
+            raise self._http_error(response)
+        return self._model_ids(self._json(response))
+
+    # ---- shared pieces ----------------------------------------------------------------------
+
+    def _take(self, acc: Accumulator, payload: Any) -> str:
+        if not isinstance(payload, dict):
+            raise self._error("unavailable", 200, f"unexpected response shape ({type(payload).__name__})")
+        error = self._embedded_error(payload)
+        if error is not None:
+            raise error
+        return self._absorb(acc, payload)
+
+    def _result(self, acc: Accumulator, started: float) -> CompletionResult:
+        finish = acc.finish or "other"
+        if finish == "content_filter" and not acc.text:
+            raise self._error("content_filtered", 200, "the provider withheld the answer (content filter)")
+        return CompletionResult(
+            text=acc.text,
+            model=acc.model or acc.requested_model,
+            provider=self.name,
+            input_tokens=acc.input_tokens,
+            output_tokens=acc.output_tokens,
+            total_tokens=acc.total_tokens,
+            latency_ms=_ms_since(started),
+            citations=list(acc.citations),
+            finish_reason=finish,
+            first_token_ms=acc.first_token_ms,
+            cost_usd=acc.cost_usd,
+        )
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise self._error("unavailable", response.status_code,
+                              f"the response is not JSON: {response.content[:80]!r}") from None
+
+    def _error_from_object(self, error: dict[str, Any], status: int | None, body: Any) -> ProviderError:
+        """Map an error object (from an HTTP error body or embedded in a 200) to a ProviderError."""
+        category = (
+            self._category(status, error, body)
+            or (category_for_status(status) if status and status >= 400 else None)
+            or category_for_error_type(error)
+            or "unavailable"
+        )
+        message = self._error_message(error) or (f"HTTP {status}" if status else "provider error")
+        return self._error(category, status, message, self._body_retry_after(error))
+
+    def _embedded_error_object(self, payload: dict[str, Any]) -> ProviderError | None:
+        """A top-level `error` key in a 200 body or chunk; its numeric code, if any, is the status."""
+        error = payload.get("error")
+        if not error:
+            return None
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        status = int_or_none(error.get("code")) or int_or_none(error.get("http_status"))
+        return self._error_from_object(error, status, payload)
+
+    def _http_error(self, response: httpx.Response) -> ProviderError:
+        status = response.status_code
+        body = _parse_error_body(response)
+        error = _error_object(body)
+        if not error:
+            error = {"message": _describe_non_json(response)}
+        mapped = self._error_from_object(error, status, body)
+        retry_after = retry_after_from_headers(response.headers)
+        if retry_after is not None:
+            mapped.retry_after = retry_after
+        logger.info("provider %s answered HTTP %s (%s)", self.name, status, mapped.category)
+        return mapped
+
+    def _transport_error(self, exc: Exception) -> ProviderError:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+            return self._error("timeout", None, f"no answer from {self.name} within the timeout ({detail})")
+        if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+            return self._error("bad_request", None, f"invalid base URL for {self.name} ({detail})")
+        return self._error("unavailable", None, f"could not reach {self.name} ({detail})")
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def _parse_error_body(response: httpx.Response) -> Any:
+    # Gateways answer errors with HTML pages: only JSON-decode what claims to be, or looks like, JSON.
+    content_type = response.headers.get("content-type", "")
+    text = response.text.strip()
+    if "json" in content_type or text.startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
+    return None
+
+
+def _error_object(body: Any) -> dict[str, Any]:
+    """The error object of the envelopes seen in the wild ({"error": {...}}, {"error": "..."},
+    FastAPI's {"detail": ...}, vLLM's top-level {"message": ...})."""
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]  # Gemini without alt=sse wraps everything in an array
+    if not isinstance(body, dict):
+        return {}
+    error = body.get("error")
+    if isinstance(error, dict):
+        return error
+    if isinstance(error, str):
+        return {"message": error}
+    if "detail" in body:
+        return {"message": json.dumps(body["detail"])[:500] if not isinstance(body["detail"], str) else body["detail"]}
+    if isinstance(body.get("message"), str):
+        return body
+    return {}
+
+
+def _describe_non_json(response: httpx.Response) -> str:
+    text = response.text
+    title = _TITLE_RE.search(text)
+    if title:
+        return " ".join(title.group(1).split())
+    plain = " ".join(_TAG_RE.sub(" ", text).split())
+    return plain[:200] or f"HTTP {response.status_code} with an empty body"

@@ -1,0 +1,15 @@
+"""OpenAI Chat Completions (api.openai.com)."""
+
+from __future__ import annotations
+
+from .chat_completions import ChatCompletionsAdapter
+
+
+class OpenAIAdapter(ChatCompletionsAdapter):
+    name = "openai"
+    default_model = "gpt-4o-mini"
+    default_base_url = "https://api.openai.com/v1"
+    # `max_tokens` is deprecated and reasoning models reject it with a 400.
+    max_tokens_field = "max_completion_tokens"
+    # Without it a stream reports no usage at all, and quotas need the real token counts.
+    include_usage = True
