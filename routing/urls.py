@@ -1,7 +1,10 @@
-"""HTML pages of the routing app."""
+from django.urls import path
 
-from django.urls import path  # noqa: F401
+from routing import views
 
 app_name = "routing"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("settings/routing/", views.routing_settings, name="settings"),
+    path("settings/routing/save/", views.routing_settings_save, name="save"),
+]
