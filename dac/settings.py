@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "metrics.middleware.RequestMetricsMiddleware",  # outermost: times the whole request
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -203,6 +204,13 @@ DAC_DEFAULT_TOKENS_PER_DAY = env.int("DAC_DEFAULT_TOKENS_PER_DAY", default=100_0
 DAC_ALLOW_PRIVATE_BASE_URLS = env.bool("DAC_ALLOW_PRIVATE_BASE_URLS", default=False)
 DAC_PROVIDER_TIMEOUT = env.float("DAC_PROVIDER_TIMEOUT", default=60.0)
 DAC_DEMO_STREAM_DELAY_MS = env.int("DAC_DEMO_STREAM_DELAY_MS", default=15)
+DAC_PROVIDER_RETRIES = env.int("DAC_PROVIDER_RETRIES", default=2)
+DAC_PROVIDER_RETRY_BACKOFF = env.float("DAC_PROVIDER_RETRY_BACKOFF", default=0.25)
+DAC_DEFAULT_MAX_TOKENS = env.int("DAC_DEFAULT_MAX_TOKENS", default=1024)
+DAC_QUOTA_PROBE_SECONDS = env.float("DAC_QUOTA_PROBE_SECONDS", default=2.0)
+DAC_QUOTA_LIMITS_CACHE_SECONDS = env.float("DAC_QUOTA_LIMITS_CACHE_SECONDS", default=5.0)
+DAC_QUOTA_KEY_PREFIX = env.str("DAC_QUOTA_KEY_PREFIX", default="dac:q")
+DAC_KEY_TESTS_PER_HOUR = env.int("DAC_KEY_TESTS_PER_HOUR", default=30)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 if LOG_LEVEL.upper() not in logging.getLevelNamesMapping():
@@ -216,5 +224,82 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 DAC_SERVE_STATIC = env.bool("DAC_SERVE_STATIC", default=True)
-DAC_PROVIDER_RETRIES = env.int("DAC_PROVIDER_RETRIES", default=2)
-DAC_PROVIDER_RETRY_BACKOFF = env.float("DAC_PROVIDER_RETRY_BACKOFF", default=0.25)
+
+
+# --- metrics and audit ---
+# Read by metrics/ and audit/ (docs/observability.md). Prices: USD per 1M input and output
+# tokens, for the estimated cost of each provider call; DAC_MODEL_PRICES (JSON, e.g.
+# '{"my-model": [0.5, 1.5]}') adds or overrides models.
+def _price(name: str, value) -> tuple[float, float]:
+    try:
+        price_in, price_out = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"{name}: a price is [USD per 1M input tokens, USD per 1M output tokens].") from None
+    if price_in < 0 or price_out < 0:
+        raise ImproperlyConfigured(f"{name}: prices cannot be negative.")
+    return price_in, price_out
+
+
+DAC_MODEL_PRICES = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "o4-mini": (1.10, 4.40),
+    "sonar": (1.00, 1.00),
+    "sonar-pro": (3.00, 15.00),
+    "sonar-reasoning": (1.00, 5.00),
+    "gemini-2.5-flash": (0.30, 2.50),
+    "gemini-2.5-pro": (1.25, 10.00),
+    "gemini-2.0-flash": (0.10, 0.40),
+    "demo-1": (0.0, 0.0),
+}
+_extra_prices = env.json("DAC_MODEL_PRICES", default={})
+if not isinstance(_extra_prices, dict):
+    raise ImproperlyConfigured("DAC_MODEL_PRICES must be a JSON object of model -> [input, output] USD per 1M tokens.")
+DAC_MODEL_PRICES.update({str(k).lower(): _price(f"DAC_MODEL_PRICES[{k}]", v) for k, v in _extra_prices.items()})
+# Providers whose calls cost nothing whatever the model (the offline demo, self-hosted servers).
+DAC_PROVIDER_PRICES = {"demo": (0.0, 0.0), "openai_compatible": (0.0, 0.0)}
+DAC_MODEL_PRICE_DEFAULT = _price("DAC_MODEL_PRICE_DEFAULT", env.list("DAC_MODEL_PRICE_DEFAULT", default=["1.0", "3.0"]))
+
+# /metrics (Prometheus): a bearer token, or a client address in the allow-list (IPs or CIDRs).
+DAC_METRICS_TOKEN = env.str("DAC_METRICS_TOKEN", default="")
+DAC_METRICS_ALLOWED_IPS = env.list("DAC_METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+try:
+    import ipaddress as _ipaddress
+
+    DAC_METRICS_ALLOWED_NETWORKS = tuple(_ipaddress.ip_network(v, strict=False) for v in DAC_METRICS_ALLOWED_IPS if v)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"DAC_METRICS_ALLOWED_IPS: {_exc}") from None
+if DAC_METRICS_TOKEN and len(DAC_METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("DAC_METRICS_TOKEN must be at least 24 characters (or empty to rely on the allow-list).")
+
+# Request/provider-call rows are buffered in each process and written in batches: every
+# DAC_METRICS_FLUSH_ROWS rows or DAC_METRICS_FLUSH_SECONDS seconds (0: no background thread;
+# flushed when full and at exit), never more than DAC_METRICS_BUFFER_MAX_ROWS held (extra rows
+# are dropped and counted). A crash loses at most the buffer: metrics, never audit.
+# DAC_METRICS_STORE=false keeps metrics in Prometheus only (no database rows; test suites).
+DAC_METRICS_STORE = env.bool("DAC_METRICS_STORE", default=True)
+DAC_METRICS_FLUSH_ROWS = env.int("DAC_METRICS_FLUSH_ROWS", default=500)
+DAC_METRICS_FLUSH_SECONDS = env.float("DAC_METRICS_FLUSH_SECONDS", default=2.0)
+DAC_METRICS_BUFFER_MAX_ROWS = env.int("DAC_METRICS_BUFFER_MAX_ROWS", default=50_000)
+# Retention: raw rows, per-minute rollups, per-hour rollups. Rollups run at most every
+# DAC_METRICS_ROLLUP_SECONDS per org (after a flush, on read, or `manage.py rollup_metrics`)
+# and recompute the last DAC_METRICS_LATE_SECONDS so rows that arrive late still count.
+DAC_METRICS_RAW_RETENTION_HOURS = env.int("DAC_METRICS_RAW_RETENTION_HOURS", default=48)
+DAC_METRICS_MINUTE_RETENTION_HOURS = env.int("DAC_METRICS_MINUTE_RETENTION_HOURS", default=48)
+DAC_METRICS_HOUR_RETENTION_DAYS = env.int("DAC_METRICS_HOUR_RETENTION_DAYS", default=400)
+DAC_METRICS_ROLLUP_SECONDS = env.int("DAC_METRICS_ROLLUP_SECONDS", default=60)
+DAC_METRICS_LATE_SECONDS = env.int("DAC_METRICS_LATE_SECONDS", default=300)
+if DAC_METRICS_FLUSH_ROWS < 1 or DAC_METRICS_FLUSH_SECONDS < 0 or DAC_METRICS_BUFFER_MAX_ROWS < DAC_METRICS_FLUSH_ROWS:
+    raise ImproperlyConfigured("DAC_METRICS_FLUSH_ROWS >= 1, DAC_METRICS_FLUSH_SECONDS >= 0 and DAC_METRICS_BUFFER_MAX_ROWS >= DAC_METRICS_FLUSH_ROWS.")
+if DAC_METRICS_RAW_RETENTION_HOURS * 3600 < 3600 + 2 * DAC_METRICS_LATE_SECONDS:
+    raise ImproperlyConfigured("DAC_METRICS_RAW_RETENTION_HOURS must cover an hour plus twice DAC_METRICS_LATE_SECONDS.")
+if DAC_METRICS_MINUTE_RETENTION_HOURS < 26:
+    raise ImproperlyConfigured("DAC_METRICS_MINUTE_RETENTION_HOURS must be at least 26 (the 24-hour window reads minutes).")
+if DAC_METRICS_HOUR_RETENTION_DAYS < 8:
+    raise ImproperlyConfigured("DAC_METRICS_HOUR_RETENTION_DAYS must be at least 8 (the 7-day window reads hours).")
+# The audit page re-verifies at most this many of the newest rows of the chain on each view
+# (cached per chain head); `manage.py verify_audit` always walks the whole chain.
+DAC_AUDIT_PAGE_VERIFY_ROWS = env.int("DAC_AUDIT_PAGE_VERIFY_ROWS", default=50_000)

@@ -42,6 +42,7 @@ class ProviderKey(TenantModel):
     ciphertext = models.TextField()
     masked = models.CharField(max_length=32)
     base_url = models.URLField(max_length=500, blank=True)
+    default_model = models.CharField(max_length=200, blank=True, help_text="Model to use when routing names none (needed for OpenAI-compatible endpoints).")
     is_active = models.BooleanField(default=True)
     created_by = models.ForeignKey("tenants.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
@@ -60,3 +61,32 @@ class ProviderKey(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.masked}{' (active)' if self.is_active else ''}"
+
+
+class QuotaCounter(TenantModel):
+    """Today's quota counts for (org, provider) while Redis is unreachable: the fallback store.
+
+    Redis is the quota store; these rows exist only during and shortly after an outage. `base_*`
+    is what Redis held when the switch happened (the freshest view any worker had, by
+    `base_version`), `requests` and `tokens` what was counted here since (signed: a call
+    reserved on Redis and released here subtracts). When Redis is back, each row is carried
+    into Redis once and marked `moved`; `overwrite` marks a reset made during the outage.
+    See providers/services/quota.py and docs/quotas.md.
+    """
+
+    provider = models.CharField(max_length=32, help_text="A provider, or key_tests:HH for key tests.")
+    day = models.DateField(help_text="UTC day.")
+    base_requests = models.BigIntegerField(default=0)
+    base_tokens = models.BigIntegerField(default=0)
+    base_version = models.BigIntegerField(default=0, help_text="Redis' write count of the key when the base was seen.")
+    requests = models.BigIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+    moved = models.BooleanField(default=False, help_text="Already carried into Redis.")
+    overwrite = models.BooleanField(default=False, help_text="Reset during the outage: replaces Redis' count.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "provider", "day"], name="quota_counter_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.day}: {self.base_requests + self.requests} req, {self.base_tokens + self.tokens} tok"

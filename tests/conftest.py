@@ -5,6 +5,7 @@ org_a, org_b, alice (owner of A), bob (member of A), charlie (member of B)."""
 from __future__ import annotations
 
 import os
+import uuid
 
 import psycopg
 import pytest
@@ -24,7 +25,10 @@ def django_db_setup(django_db_blocker):
     from django.core.management import call_command
     from django.db import connections
 
-    name = "test_" + settings.DATABASES["default"]["NAME"]
+    # One database per test run, so runs side by side (two checkouts, CI and a developer) do
+    # not drop each other's database; leftovers of dead runs are removed first.
+    base = "test_" + settings.DATABASES["default"]["NAME"]
+    name = f"{base}_{os.getpid()}"
     for alias in ("default", "owner"):
         connections[alias].close()
         connections[alias].settings_dict["NAME"] = name
@@ -32,7 +36,7 @@ def django_db_setup(django_db_blocker):
     owner = settings.DATABASES["owner"]["USER"]
     runtime = settings.DATABASES["default"]["USER"]
     with psycopg.connect(SUPERUSER_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        _drop_stale_test_databases(conn, base)
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
     with django_db_blocker.unblock():
         call_command("migrate", verbosity=0)
@@ -41,6 +45,31 @@ def django_db_setup(django_db_blocker):
             cursor.execute(sql.SQL("GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(runtime)).as_string(cursor.connection))
         connections["owner"].close()
     yield
+    with django_db_blocker.unblock():
+        for alias in ("default", "owner"):
+            connections[alias].close()
+            if connections[alias].pool is not None:
+                connections[alias].close_pool()
+    with psycopg.connect(SUPERUSER_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _drop_stale_test_databases(conn, base: str) -> None:
+    rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [base + "_%"]).fetchall()
+    for (datname,) in rows:
+        pid = datname.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(datname)))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture
@@ -99,3 +128,21 @@ def charlie_client(charlie):
 def in_org_a(org_a):
     with tenant_context(org_a):
         yield org_a
+
+
+@pytest.fixture
+def live_server(transactional_db):
+    from tests.live_server import LiveServer
+
+    server = LiveServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _own_quota_keys(monkeypatch):
+    """Each test counts quota under its own Redis prefix: no leaks between tests or into dev."""
+    from providers.services import quota
+
+    quota._limits_cache.clear()
+    monkeypatch.setattr(quota, "_service", quota.QuotaService(key_prefix=f"dac:test:{uuid.uuid4().hex}:q"))

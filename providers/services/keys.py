@@ -106,7 +106,12 @@ class KeyTestResult:
 
 
 async def provider_key_test(*, key: ProviderKey, actor: Actor, timeout: float = 10.0) -> KeyTestResult:
-    """A cheap real call with the key (list models, or a one-token completion); stored and audited."""
+    """A cheap real call with the key (list models, or a one-token completion); stored and audited.
+
+    Counted apart from chat quotas and capped per hour (raises QuotaExceeded past the cap)."""
+    from providers.services.quota import key_test_reserve
+
+    await sync_to_async(key_test_reserve)(org_id=key.org_id)
     try:
         plaintext = await sync_to_async(provider_key_plaintext)(key)
         base_url = await sync_to_async(validate_base_url)(key.base_url) if key.base_url else None

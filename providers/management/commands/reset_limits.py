@@ -1,0 +1,46 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from audit.services import Actor
+from dac.errors import ApplicationError
+from providers.adapters import PROVIDER_NAMES
+from providers.services.quota import quota_reset_counters
+from tenants.context import operator_context, tenant_context
+from tenants.management.commands._helpers import org_by_slug
+
+
+class Command(BaseCommand):
+    help = "Reset today's quota counters (UTC day) of one organization, or of every one when none is named."
+
+    def add_arguments(self, parser):
+        parser.add_argument("org_slug", nargs="?", default=None, help="omit to reset every organization")
+        parser.add_argument("--provider", default=None, help=f"one of {', '.join(PROVIDER_NAMES)}; omit for all (and key tests)")
+
+    def handle(self, *args, org_slug, provider, **options):
+        if provider is not None and provider not in PROVIDER_NAMES:
+            raise CommandError(f"Unknown provider {provider!r}; use one of {', '.join(PROVIDER_NAMES)}.")
+        actor = Actor.system("manage.py reset_limits")
+        try:
+            if org_slug:
+                org = org_by_slug(org_slug, command="reset_limits")
+                slugs = {org.id: org.slug}
+                with tenant_context(org):
+                    reset = quota_reset_counters(org_id=org.id, provider=provider, actor=actor)
+            else:
+                with operator_context(reason="manage.py reset_limits (every organization)", actor="manage.py"):
+                    from tenants.models import Organization
+
+                    slugs = dict(Organization.objects.values_list("id", "slug"))
+                    reset = quota_reset_counters(org_id=None, provider=provider, actor=actor)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        for counter in reset:
+            self.stdout.write(
+                f"{slugs.get(counter.org_id, counter.org_id)} / {counter.provider}: "
+                f"{counter.requests:,} requests, {counter.tokens:,} tokens -> 0"
+            )
+        scope = org_slug or "every organization"
+        which = provider or "all providers"
+        if reset:
+            self.stdout.write(f"Reset {len(reset)} counter(s) of {scope} ({which}) for today (UTC).")
+        else:
+            self.stdout.write(f"Nothing to reset: {scope} has no counters in use today ({which}).")
