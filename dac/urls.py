@@ -3,10 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from dac.health import healthz
+from threads import gateway
 
 # Each app names its own full paths (threads/, settings/providers/, audit/, usage/, metrics …).
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("v1/chat/completions", gateway.chat_completions, name="gateway-chat"),
+    path("v1/models", gateway.models, name="gateway-models"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -23,7 +23,7 @@ from tenants.models import Membership, User
 
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("tenants:org_create" if request.org_access is None else "tenants:dashboard")
+        return redirect("tenants:org_create" if request.org_access is None else "threads:list")
     return render(request, "tenants/landing.html")
 
 

@@ -1,0 +1,144 @@
+"""The OpenAI-compatible gateway, driven by the official `openai` SDK over real HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from django.test import override_settings
+
+from audit.models import AuditLog
+from audit.services import Actor
+from providers.services.keys import provider_key_add
+from tenants.context import tenant_context
+from tenants.services import api_token_create
+from tests.fakes import Behaviour, FakeProvider
+from threads.models import Message, Thread
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def token_a(org_a):
+    with tenant_context(org_a):
+        return api_token_create(org_id=org_a.id, name="sdk", created_by=None, actor=Actor.system()).plaintext
+
+
+@pytest.fixture
+def sdk(asgi_server, token_a):
+    return openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key=token_a, max_retries=0, timeout=20)
+
+
+@pytest.fixture
+def fakes(org_a):
+    servers = {name: FakeProvider(name).start() for name in ("openai", "perplexity", "gemini", "openrouter")}
+    with override_settings(DAC_ALLOW_PRIVATE_BASE_URLS=True), tenant_context(org_a):
+        for name, fake in servers.items():
+            provider_key_add(org_id=org_a.id, provider=name, api_key=f"key-for-{name}-0123456789", base_url=fake.base_url, actor=Actor.system())
+        yield servers
+    for fake in servers.values():
+        fake.close()
+
+
+def test_sdk_plain_completion_with_auto_routing(sdk, fakes):
+    fakes["openai"].behaviour = Behaviour(text="def f(): pass", input_tokens=11, output_tokens=4)
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "write a python function that returns nothing"}]
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "def f(): pass"
+    assert completion.model.startswith("openai/")
+    assert completion.usage.prompt_tokens == 11 and completion.usage.completion_tokens == 4
+    assert raw.headers["x-dac-provider"] == "openai" and raw.headers["x-dac-rule"] == "structured"
+    assert float(raw.headers["x-dac-overhead-ms"]) >= 0
+    assert "x-ratelimit-remaining-requests" in raw.headers
+
+
+def test_sdk_streaming_with_usage(sdk, fakes):
+    fakes["openrouter"].behaviour = Behaviour(text="a b c d", chunks=4)
+    stream = sdk.chat.completions.create(
+        model="openrouter/meta/llama", messages=[{"role": "user", "content": "tell me a story"}],
+        stream=True, stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "a b c d"
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    assert fakes["openrouter"].requests[0].json["model"] == "meta/llama"
+
+
+def test_perplexity_citations_come_through(sdk, fakes):
+    fakes["perplexity"].behaviour = Behaviour(text="It is sunny.", citations=["https://weather.example/lisbon"])
+    raw = sdk.chat.completions.with_raw_response.create(model="perplexity/sonar", messages=[{"role": "user", "content": "weather in lisbon now"}])
+    assert raw.http_response.json()["citations"] == ["https://weather.example/lisbon"]
+
+
+def test_without_thread_header_nothing_is_stored_but_the_call_is_audited(sdk, fakes, org_a):
+    sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hello"}])
+    with tenant_context(org_a):
+        assert not Message.objects.exists()
+        assert AuditLog.objects.filter(event="provider.call").exists()
+
+
+def test_with_thread_header_the_exchange_is_saved(sdk, fakes, org_a):
+    with tenant_context(org_a):
+        thread = Thread.objects.create(org=org_a)
+    sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hello"}], extra_headers={"X-DAC-Thread-Id": str(thread.pk)})
+    with tenant_context(org_a):
+        assert list(Message.objects.filter(thread=thread).values_list("role", flat=True)) == ["user", "assistant"]
+
+
+def test_models_lists_configured_providers_and_auto(sdk, fakes):
+    ids = [model.id for model in sdk.models.list()]
+    assert ids[0] == "auto"
+    assert "openai/gpt-4o-mini" in ids and "perplexity/sonar" in ids and "gemini/gemini-2.5-flash" in ids
+
+
+def test_bad_token_is_401_in_openai_shape(asgi_server):
+    client = openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key="dac_nope_nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as info:
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+    assert info.value.body["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[]",
+        b'{"model": "auto", "messages": []}',
+        b'{"model": "auto", "messages": [{"role": "wizard", "content": "hi"}]}',
+        b'{"model": "auto", "messages": [{"role": "user", "content": 42}]}',
+        b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 999999999}',
+        b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}',
+        b'{"model": "skynet/x", "messages": [{"role": "user", "content": "hi"}]}',
+        b'{"messages": [{"role": "user", "content": "hi"}]}',
+    ],
+)
+def test_bad_input_is_400_in_openai_shape_and_nothing_stored(asgi_server, token_a, org_a, body):
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", content=body, headers={"Authorization": f"Bearer {token_a}", "Content-Type": "application/json"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] and "type" in error and "param" in error and "code" in error
+    with tenant_context(org_a):
+        assert not AuditLog.objects.filter(event="provider.call").exists()
+
+
+def test_provider_failure_maps_to_504_for_timeouts(sdk, fakes, settings):
+    settings.DAC_PROVIDER_TIMEOUT = 0.3
+    settings.DAC_PROVIDER_RETRIES = 0
+    fakes["gemini"].behaviour = Behaviour(delay=2.0)
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk.chat.completions.create(model="gemini/gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 504
+
+
+def test_quota_exhausted_is_429_with_retry_after(sdk, fakes, org_a):
+    from django.core.management import call_command
+
+    call_command("set_limits", "org-a", "--requests", "1")
+    sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError) as info:
+        sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert int(info.value.response.headers["retry-after"]) > 0
+    assert "limit" in info.value.message

@@ -1,0 +1,293 @@
+"""The send pipeline end to end: routing to each provider over real HTTP to fake servers,
+retries, fallback, streaming, failures, seq under concurrency, bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from django.test import Client, override_settings
+
+from audit.models import AuditLog
+from audit.services import Actor
+from providers.services.keys import provider_key_add
+from tenants.context import tenant_context
+from tenants.services import api_token_create
+from tests.fakes import Behaviour, FakeProvider
+from threads.models import Message, Thread
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+
+
+@pytest.fixture
+def fakes(org_a):
+    """A fake server per provider, with org A's keys pointing at them."""
+    servers = {name: FakeProvider(name).start() for name in ("openai", "perplexity", "gemini", "openrouter")}
+    with override_settings(DAC_ALLOW_PRIVATE_BASE_URLS=True), tenant_context(org_a):
+        for name, fake in servers.items():
+            provider_key_add(org_id=org_a.id, provider=name, api_key=f"key-for-{name}-0123456789", base_url=fake.base_url, actor=Actor.system())
+        yield servers
+    for fake in servers.values():
+        fake.close()
+
+
+@pytest.fixture
+def token_a(org_a):
+    with tenant_context(org_a):
+        return api_token_create(org_id=org_a.id, name="t", created_by=None, actor=Actor.system()).plaintext
+
+
+@pytest.fixture
+def api(token_a):
+    return Client(headers={"Authorization": f"Bearer {token_a}"})
+
+
+def _thread(org, n_messages: int = 0) -> Thread:
+    with tenant_context(org):
+        thread = Thread.objects.create(org=org, title="t")
+        for seq in range(1, n_messages + 1):
+            Message.objects.create(org=org, thread=thread, seq=seq, role="user" if seq % 2 else "assistant", content=f"earlier message {seq}")
+        Thread.objects.filter(pk=thread.pk).update(next_seq=n_messages + 1)
+    return thread
+
+
+def _send(api, thread, content, **extra):
+    return api.post(f"/api/v1/threads/{thread.pk}/messages/", {"content": content, **extra}, content_type="application/json")
+
+
+def test_with_no_key_the_demo_provider_answers_and_says_so(api, org_a):
+    thread = _thread(org_a)
+    response = _send(api, thread, "hello there, what can you do")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["provider"] == "demo" and "demo" in body["content"].lower()
+    assert body["routing"]["skipped"][0]["reason"] == "no key configured"
+    with tenant_context(org_a):
+        assert list(Message.objects.filter(thread=thread).values_list("seq", "role", "status")) == [(1, "user", "complete"), (2, "assistant", "complete")]
+        assert Thread.objects.get(pk=thread.pk).title == "t"
+    for header in ("X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests", "X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Tokens", "X-RateLimit-Reset", "X-DAC-Overhead-Ms"):
+        assert header in response.headers
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "provider"),
+    [
+        ("whats the bitcoin price right now", 0, "perplexity"),
+        ("write a python function that dedupes a list keeping order", 0, "openai"),
+        ("ok and what do you think about that", 12, "gemini"),
+        ("write me a short poem about autumn leaves", 0, "openrouter"),
+        ("who wrote the novel Don Quixote", 0, "perplexity"),
+    ],
+)
+def test_each_kind_of_message_reaches_its_provider(api, org_a, fakes, text, count, provider):
+    thread = _thread(org_a, count)
+    response = _send(api, thread, text)
+    assert response.status_code == 201, response.content
+    assert response.json()["provider"] == provider
+    assert len(fakes[provider].requests) == 1
+    assert sum(len(f.requests) for f in fakes.values()) == 1
+    sent = fakes[provider].requests[0].json
+    last = sent["contents"][-1]["parts"][0]["text"] if provider == "gemini" else sent["messages"][-1]["content"]
+    assert last == text
+
+
+def test_context_is_the_last_n_messages(api, org_a, fakes):
+    thread = _thread(org_a, 8)
+    _send(api, thread, "tell me a joke about cats")
+    sent = fakes["openrouter"].requests[0].json["messages"]
+    assert sent[0]["role"] == "system"
+    assert [m["content"] for m in sent[1:-1]] == [f"earlier message {n}" for n in range(3, 9)]
+
+
+def test_timeout_and_5xx_are_retried_on_the_same_provider(api, org_a, fakes):
+    fakes["openrouter"].enqueue(Behaviour(error="unavailable"))
+    thread = _thread(org_a)
+    response = _send(api, thread, "brainstorm names for a bakery")
+    assert response.status_code == 201
+    assert response.json()["provider"] == "openrouter"
+    assert len(fakes["openrouter"].requests) == 2
+
+
+def test_a_failing_provider_falls_back_to_the_next(api, org_a, fakes):
+    fakes["perplexity"].behaviour = Behaviour(error="unavailable")
+    thread = _thread(org_a)
+    response = _send(api, thread, "what's the weather in lisbon today")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["provider"] != "perplexity"
+    assert {"provider": "perplexity", "reason": "failed: unavailable"} in body["routing"]["skipped"]
+    assert len(fakes["perplexity"].requests) == 3  # first try + 2 retries
+    with tenant_context(org_a):
+        outcomes = [row.details["outcome"] for row in AuditLog.objects.filter(event="provider.call").order_by("seq")]
+    assert outcomes[:3] == ["unavailable"] * 3 and outcomes[-1] == "ok"
+
+
+def test_auth_failure_moves_on_without_retrying(api, org_a, fakes):
+    fakes["openrouter"].behaviour = Behaviour(error="auth")
+    response = _send(api, _thread(org_a), "give me some advice on a job interview")
+    assert response.status_code == 201
+    assert len(fakes["openrouter"].requests) == 1
+
+
+def test_every_provider_failing_saves_a_failed_answer_with_its_category(api, org_a, fakes):
+    for fake in fakes.values():
+        fake.behaviour = Behaviour(error="auth")
+    thread = _thread(org_a)
+    response = _send(api, thread, "hi")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "auth"
+    with tenant_context(org_a):
+        failed = Message.objects.get(thread=thread, role="assistant")
+    assert failed.status == "failed" and failed.error_category == "auth"
+
+
+def test_explicit_provider_overrides_the_rules(api, org_a, fakes):
+    response = _send(api, _thread(org_a), "what's the weather in lisbon today", provider="gemini")
+    assert response.json()["provider"] == "gemini"
+    assert response.json()["routing"]["rule"] == "explicit"
+
+
+def test_explicit_provider_without_a_key_is_400(api, org_a):
+    response = _send(api, _thread(org_a), "hi", provider="openai")
+    assert response.status_code == 400 and "no key" in response.json()["error"]["message"]
+
+
+def test_member_not_permitted_is_skipped(org_a, bob, fakes):
+    from tenants.services import agent_permission_set
+
+    with tenant_context(org_a):
+        agent_permission_set(org_id=org_a.id, user=bob, provider="openrouter", allowed=False, actor=Actor.system())
+    client = Client()
+    client.force_login(bob)
+    response = _send(client, _thread(org_a), "write a limerick about a llama")
+    assert response.status_code == 201
+    assert response.json()["provider"] != "openrouter"
+    assert {"provider": "openrouter", "reason": "you are not permitted to use it"} in response.json()["routing"]["skipped"]
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [("", 400), ("   \n ", 400), ("x" * 32_001, 400)],
+)
+def test_bad_messages_are_refused_and_nothing_is_written(api, org_a, content, status):
+    thread = _thread(org_a)
+    response = _send(api, thread, content)
+    assert response.status_code == status and response.json()["error"]["message"]
+    with tenant_context(org_a):
+        assert not Message.objects.filter(thread=thread).exists()
+
+
+def test_unknown_archived_and_foreign_threads(api, org_a, org_b):
+    assert _send(api, type("T", (), {"pk": 999999})(), "hi").status_code == 404
+    foreign = _thread(org_b)
+    assert _send(api, foreign, "hi").status_code == 404
+    archived = _thread(org_a)
+    with tenant_context(org_a):
+        Thread.objects.filter(pk=archived.pk).update(archived=True)
+    response = _send(api, archived, "hi")
+    assert response.status_code == 409 and "archived" in response.json()["error"]["message"]
+    with tenant_context(org_b):
+        assert not Message.objects.exists()
+
+
+def test_seq_has_no_gaps_or_duplicates_under_concurrent_sends(token_a, org_a):
+    thread = _thread(org_a)
+    results = []
+
+    def send(i):
+        client = Client(headers={"Authorization": f"Bearer {token_a}"})
+        results.append(_send(client, thread, f"message {i}").status_code)
+
+    workers = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert results == [201] * 8
+    with tenant_context(org_a):
+        seqs = sorted(Message.objects.filter(thread=thread).values_list("seq", flat=True))
+    assert seqs == list(range(1, 17))
+
+
+def _sse_events(lines) -> list[tuple[str, dict]]:
+    events, name = [], None
+    for line in lines:
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            events.append((name, json.loads(line[5:])))
+    return events
+
+
+def test_streaming_delivers_deltas_before_the_answer_is_done(asgi_server, org_a, token_a, fakes):
+    fakes["openrouter"].behaviour = Behaviour(text="one two three four five six", chunk_gap=0.15)
+    thread = _thread(org_a)
+    arrivals = []
+    with httpx.Client(base_url=asgi_server.url, headers={"Authorization": f"Bearer {token_a}"}, timeout=20) as client:
+        with client.stream("POST", f"/api/v1/threads/{thread.pk}/messages/", json={"content": "chat with me", "stream": True}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert "x-ratelimit-remaining-requests" in response.headers
+            lines = []
+            for line in response.iter_lines():
+                lines.append(line)
+                if line.startswith("data:"):
+                    arrivals.append(time.monotonic())
+    events = _sse_events(lines)
+    names = [name for name, _ in events]
+    assert names[0] == "start" and names[-1] == "done" and names.count("delta") >= 6
+    assert "".join(data["text"] for name, data in events if name == "delta") == "one two three four five six"
+    assert arrivals[-1] - arrivals[1] > 0.5  # spread out: streamed, not buffered
+    assert events[-1][1]["message"]["content"] == "one two three four five six"
+
+
+def test_client_disconnect_mid_answer_still_saves_the_whole_answer(asgi_server, org_a, token_a, fakes):
+    fakes["openrouter"].behaviour = Behaviour(text="alpha beta gamma delta epsilon zeta", chunk_gap=0.2)
+    thread = _thread(org_a)
+    with httpx.Client(base_url=asgi_server.url, headers={"Authorization": f"Bearer {token_a}"}, timeout=20) as client:
+        with client.stream("POST", f"/api/v1/threads/{thread.pk}/messages/", json={"content": "chat with me", "stream": True}) as response:
+            for line in response.iter_lines():
+                if line.startswith("event: delta"):
+                    break  # the reader goes away after the first token
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with tenant_context(org_a):
+            answer = Message.objects.get(thread=thread, role="assistant")
+        if answer.status != "streaming":
+            break
+        time.sleep(0.1)
+    assert answer.status == "complete"
+    assert answer.content == "alpha beta gamma delta epsilon zeta"
+
+
+def test_failure_after_partial_output_saves_what_arrived(asgi_server, org_a, token_a, fakes):
+    fakes["openrouter"].behaviour = Behaviour(text="first second third fourth", drop_after=2)
+    thread = _thread(org_a)
+    response = httpx.post(
+        f"{asgi_server.url}/api/v1/threads/{thread.pk}/messages/", json={"content": "chat with me", "stream": True},
+        headers={"Authorization": f"Bearer {token_a}"}, timeout=20,
+    )
+    assert "event: failed" in response.text
+    with tenant_context(org_a):
+        answer = Message.objects.get(thread=thread, role="assistant")
+    assert answer.status == "failed" and answer.content.startswith("first") and answer.error_category == "unavailable"
+    assert len(fakes["openrouter"].requests) == 1  # no retry once text reached the user
+
+
+def test_no_transaction_is_held_during_a_provider_call(api, org_a, fakes):
+    from django.db import connections
+
+    fakes["openrouter"].behaviour = Behaviour(delay=1.0)
+    thread = _thread(org_a)
+    done = threading.Event()
+    threading.Thread(target=lambda: (_send(api, thread, "chat please"), done.set())).start()
+    time.sleep(0.6)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'")
+        idle_in_transaction = cursor.fetchone()[0]
+    done.wait(10)
+    assert idle_in_transaction == 0
+    assert fakes["openrouter"].requests  # the call was really in flight while we looked

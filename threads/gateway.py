@@ -1,0 +1,275 @@
+"""The OpenAI-compatible gateway: `POST /v1/chat/completions` and `GET /v1/models`.
+
+Any OpenAI client (the official SDK included) can use DAC with a DAC API token. It is one more
+face of `message_send`: routing, quota, fallback, audit and metrics are the pipeline's, not
+copies. `model: "auto"` routes by the rules; `"<provider>/<model>"` pins a provider. With an
+`X-DAC-Thread-Id` header the exchange is saved to that thread; without it nothing is stored
+(the call is still audited, metered and rate-limited). Errors use OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from dac.errors import ApplicationError
+from providers.adapters import ADAPTERS
+from tenants.authentication import bearer_token
+from tenants.context import Tenant, reset_tenant, set_tenant
+from tenants.services import TokenInvalid, api_token_authenticate
+from threads.services import Caller, SendOptions, message_send
+from threads.services.send import Answer, Delta, Failed, Finished, SendHandle
+
+MAX_BODY_BYTES = 2_000_000
+MAX_OUTPUT_TOKENS = 128_000
+# Provider failure category → (HTTP status, OpenAI error type).
+_FAILURE_STATUS = {
+    "timeout": (504, "timeout"),
+    "unavailable": (503, "service_unavailable"),
+    "rate_limited": (503, "service_unavailable"),
+    "auth": (502, "upstream_auth_error"),
+    "quota_exceeded": (502, "upstream_quota_exceeded"),
+    "bad_request": (400, "invalid_request_error"),
+    "content_filtered": (400, "content_filter"),
+}
+_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", code: str | None = None, param: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+        self.headers = headers or {}
+
+    def response(self) -> JsonResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        response = JsonResponse(body, status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def _from_application_error(exc: ApplicationError) -> GatewayError:
+    if exc.status == 429:
+        return GatewayError(429, exc.message, type_="rate_limit_exceeded", code=exc.code, headers=exc.headers)
+    if exc.status == 404:
+        return GatewayError(404, exc.message, type_="invalid_request_error", code="not_found")
+    if exc.status == 403:
+        return GatewayError(403, exc.message, type_="permission_denied", code=exc.code)
+    if exc.status >= 500:
+        return GatewayError(503, exc.message, type_="service_unavailable", code=exc.code)
+    param = next(iter(exc.detail), None) if isinstance(exc.detail, dict) else None
+    return GatewayError(400, exc.message, code=exc.code, param=param)
+
+
+async def _authenticate(request: HttpRequest):
+    plaintext = bearer_token(request)
+    if not plaintext:
+        raise GatewayError(401, "Missing API key: send `Authorization: Bearer <DAC API token>`.", code="invalid_api_key")
+    try:
+        return await sync_to_async(api_token_authenticate)(plaintext=plaintext)
+    except TokenInvalid as exc:
+        raise GatewayError(401, str(exc), code="invalid_api_key") from None
+
+
+def _parse_model(model) -> tuple[str | None, str | None]:
+    """'auto' → rules; 'provider/model' or 'provider' → pinned."""
+    if not isinstance(model, str) or not model.strip():
+        raise GatewayError(400, "model is required: use \"auto\" or \"<provider>/<model>\".", param="model")
+    model = model.strip()
+    if model == "auto":
+        return None, None
+    provider, _, name = model.partition("/")
+    if provider not in ADAPTERS:
+        raise GatewayError(
+            400, f"Unknown model {model!r}: use \"auto\" or \"<provider>/<model>\" with a provider among {', '.join(ADAPTERS)}.",
+            param="model", code="model_not_found",
+        )
+    return provider, name or None
+
+
+def _parse_body(request: HttpRequest) -> dict:
+    if len(request.body) > MAX_BODY_BYTES:
+        raise GatewayError(413, f"Request body is larger than {MAX_BODY_BYTES:,} bytes.")
+    try:
+        body = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError(400, "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.")
+    return body
+
+
+def _options(body: dict, provider: str | None, model: str | None) -> SendOptions:
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_OUTPUT_TOKENS):
+        raise GatewayError(400, f"max_tokens must be an integer from 1 to {MAX_OUTPUT_TOKENS:,}.", param="max_tokens")
+    temperature = body.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2):
+        raise GatewayError(400, "temperature must be a number from 0 to 2.", param="temperature")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise GatewayError(400, "stream must be a boolean.", param="stream")
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise GatewayError(400, "messages must be a non-empty array.", param="messages")
+    stream_options = body.get("stream_options") or {}
+    if not isinstance(stream_options, dict):
+        raise GatewayError(400, "stream_options must be an object.", param="stream_options")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise GatewayError(400, "user must be a string.", param="user")
+    return SendOptions(provider=provider, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream)
+
+
+def _thread_id(request: HttpRequest) -> int | None:
+    value = request.headers.get("X-DAC-Thread-Id")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise GatewayError(400, "X-DAC-Thread-Id must be a thread id.", param="X-DAC-Thread-Id")
+    return int(value)
+
+
+def _completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+def _usage(answer: Answer) -> dict:
+    prompt, completion = answer.input_tokens or 0, answer.output_tokens or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _answered_model(answer: Answer, handle: SendHandle) -> str:
+    return f"{answer.provider or handle.candidate.provider}/{answer.model or handle.candidate.model}"
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return GatewayError(405, "Use POST.", code="method_not_allowed").response()
+    try:
+        token = await _authenticate(request)
+        tenant = set_tenant(Tenant(org_id=token.org_id))
+        try:
+            body = _parse_body(request)
+            provider, model = _parse_model(body.get("model"))
+            options = _options(body, provider, model)
+            thread_id = _thread_id(request)
+            caller = Caller(org_id=token.org_id, token=token)
+            if thread_id is not None:
+                content = next((m.get("content") for m in reversed(body["messages"]) if isinstance(m, dict) and m.get("role") == "user"), None)
+                handle = await message_send(caller=caller, thread_id=thread_id, content=content, options=options)
+            else:
+                handle = await message_send(caller=caller, history=body["messages"], options=options)
+        finally:
+            reset_tenant(tenant)
+    except GatewayError as exc:
+        return exc.response()
+    except ApplicationError as exc:
+        return _from_application_error(exc).response()
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if options.stream:
+        response = StreamingHttpResponse(_stream(handle, include_usage), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+    else:
+        answer = await handle.wait()
+        response = _complete(handle, answer)
+    for name, value in handle.response_headers().items():
+        response[name] = value
+    return response
+
+
+def _complete(handle: SendHandle, answer: Answer) -> HttpResponse:
+    if answer.status != "complete":
+        status, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
+        return GatewayError(status, answer.error_message, type_=type_, code=answer.error_category).response()
+    body = {
+        "id": _completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": _answered_model(answer, handle),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": _FINISH.get(answer.finish_reason, "stop"),
+            }
+        ],
+        "usage": _usage(answer),
+    }
+    if answer.citations:
+        body["citations"] = answer.citations
+    return JsonResponse(body)
+
+
+async def _stream(handle: SendHandle, include_usage: bool):
+    completion_id, created = _completion_id(), int(time.time())
+    model = f"{handle.candidate.provider}/{handle.candidate.model}"
+
+    def chunk(delta: dict, finish_reason=None, **extra) -> bytes:
+        payload = {
+            "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra,
+        }
+        return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    async for event in handle.events():
+        if isinstance(event, Delta):
+            yield chunk({"content": event.text})
+        elif isinstance(event, Finished):
+            answer = event.answer
+            model = _answered_model(answer, handle)
+            extra = {"citations": answer.citations} if answer.citations else {}
+            yield chunk({}, _FINISH.get(answer.finish_reason, "stop"), **extra)
+            if include_usage:
+                usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": _usage(answer)}
+                yield b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n"
+        elif isinstance(event, Failed):
+            answer = event.answer
+            _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
+            error = {"error": {"message": answer.error_message, "type": type_, "param": None, "code": answer.error_category}}
+            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+async def models(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return GatewayError(405, "Use GET.", code="method_not_allowed").response()
+    try:
+        token = await _authenticate(request)
+    except GatewayError as exc:
+        return exc.response()
+    ids = await sync_to_async(_model_ids)(token.org_id)
+    created = int(time.time())
+    return JsonResponse({"object": "list", "data": [{"id": model_id, "object": "model", "created": created, "owned_by": model_id.split("/")[0] if "/" in model_id else "dac"} for model_id in ids]})
+
+
+def _model_ids(org_id: int) -> list[str]:
+    from providers.services.keys import active_keys
+    from routing import rules
+    from routing.services import org_routing
+    from tenants.context import tenant_context
+
+    with tenant_context(org_id):
+        keys = active_keys()
+        routing = org_routing()
+    ids = ["auto"]
+    for provider, key in keys.items():
+        names = {key.default_model} if key.default_model else set()
+        for rule, rule_provider in rules.RULE_PROVIDERS.items():
+            if rule_provider == provider:
+                names.add(routing.models.get(rule) or rules.DEFAULT_MODELS[rule])
+        if ADAPTERS[provider].default_model:
+            names.add(ADAPTERS[provider].default_model)
+        ids += sorted(f"{provider}/{name}" for name in names if name)
+    if not keys:
+        ids.append("demo/demo-1")
+    return ids

@@ -1,0 +1,6 @@
+"""Thread services: thread CRUD and the send pipeline."""
+
+from threads.services.send import Caller, SendOptions, message_send
+from threads.services.threads import thread_create, thread_delete, thread_update
+
+__all__ = ["Caller", "SendOptions", "message_send", "thread_create", "thread_delete", "thread_update"]

@@ -1,0 +1,47 @@
+"""Thread writes: create, rename, archive, delete."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from dac.errors import ValidationFailed
+from threads.models import Thread
+
+MAX_TITLE = 200
+
+
+def title_from(content: str) -> str:
+    line = " ".join(content.split())
+    return line[:77] + "…" if len(line) > 80 else line
+
+
+def thread_create(*, org_id: int, created_by=None, title: str = "") -> Thread:
+    title = (title or "").strip()
+    if len(title) > MAX_TITLE:
+        raise ValidationFailed(f"Title is too long ({MAX_TITLE} characters at most).", detail={"title": "too_long"})
+    return Thread.objects.create(org_id=org_id, created_by=created_by, title=title)
+
+
+def thread_update(*, thread: Thread, title: str | None = None, archived: bool | None = None, memory_enabled: bool | None = None) -> Thread:
+    fields = ["updated_at"]
+    if title is not None:
+        title = title.strip()
+        if not title:
+            raise ValidationFailed("Title cannot be empty.", detail={"title": "empty"})
+        if len(title) > MAX_TITLE:
+            raise ValidationFailed(f"Title is too long ({MAX_TITLE} characters at most).", detail={"title": "too_long"})
+        thread.title = title
+        fields.append("title")
+    if archived is not None:
+        thread.archived = archived
+        fields.append("archived")
+    if memory_enabled is not None:
+        thread.memory_enabled = memory_enabled
+        fields.append("memory_enabled")
+    thread.updated_at = timezone.now()
+    thread.save(update_fields=fields)
+    return thread
+
+
+def thread_delete(*, thread: Thread) -> None:
+    thread.delete()
