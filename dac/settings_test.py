@@ -10,9 +10,13 @@ os.environ.setdefault(
     "dGVzdC1tYXN0ZXIta2V5LW9uZS1mb3ItZGFjLXRlc3Q=,dGVzdC1tYXN0ZXIta2V5LXR3by1mb3ItZGFjLXRlc3Q=",
 )
 os.environ.setdefault("DAC_HTTPS", "false")
+# No background connection filling: the test database is dropped at the end of the run.
+os.environ.setdefault("DB_POOL_MIN_SIZE", "0")
 os.environ.setdefault("DAC_DEMO_STREAM_DELAY_MS", "0")
 os.environ.setdefault("QDRANT_PATH", "")
 
 from dac.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast tests only
+# Cache keys of one run never meet another run's (the database ids repeat between runs).
+CACHES["default"]["KEY_PREFIX"] = f"test{os.getpid()}"  # noqa: F405

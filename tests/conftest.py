@@ -46,6 +46,9 @@ def django_db_setup(django_db_blocker):
         connections["owner"].close()
     yield
     with django_db_blocker.unblock():
+        from metrics.services import metrics_flush
+
+        metrics_flush()  # before the database goes away, not at interpreter exit
         for alias in ("default", "owner"):
             connections[alias].close()
             if connections[alias].pool is not None:
@@ -131,7 +134,7 @@ def in_org_a(org_a):
 
 
 @pytest.fixture
-def live_server(transactional_db):
+def asgi_server(transactional_db):
     from tests.live_server import LiveServer
 
     server = LiveServer().start()

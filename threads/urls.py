@@ -12,4 +12,5 @@ urlpatterns = [
     path("threads/<int:thread_id>/archive/", views.thread_archive, name="archive"),
     path("threads/<int:thread_id>/messages/", views.message_send_view, name="send"),
     path("threads/<int:thread_id>/messages/<int:message_id>/", views.message_detail, name="message"),
+    path("threads/<int:thread_id>/messages/<int:message_id>/stop/", views.message_stop_view, name="stop"),
 ]

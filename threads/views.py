@@ -18,6 +18,7 @@ from tenants.decorators import org_member_required
 from threads import selectors
 from threads.models import Message
 from threads.services import Caller, SendOptions, message_send, thread_create, thread_update
+from threads.services.answer import message_stop
 from threads.services.send import Delta, Failed, Finished
 
 PAGE_SIZE = 50
@@ -167,3 +168,14 @@ def message_detail(request: HttpRequest, thread_id: int, message_id: int) -> Htt
     if message is None:
         raise Http404("No such message.")
     return render(request, "threads/_message.html", {"m": message})
+
+
+@require_POST
+@org_member_required
+def message_stop_view(request: HttpRequest, thread_id: int, message_id: int) -> HttpResponse:
+    """Stop a running answer: what arrived so far is kept as the answer."""
+    try:
+        message_stop(thread_id=thread_id, message_id=message_id)
+    except NotFound:
+        raise Http404("No such message.") from None
+    return HttpResponse(status=204)

@@ -291,3 +291,25 @@ def test_no_transaction_is_held_during_a_provider_call(api, org_a, fakes):
     done.wait(10)
     assert idle_in_transaction == 0
     assert fakes["openrouter"].requests  # the call was really in flight while we looked
+
+
+def test_stop_keeps_what_arrived_as_the_answer(asgi_server, org_a, token_a, alice, fakes):
+    fakes["openrouter"].behaviour = Behaviour(text="one two three four five six seven eight", chunk_gap=0.25)
+    thread = _thread(org_a)
+    client = Client()
+    client.force_login(alice)
+    with httpx.Client(base_url=asgi_server.url, headers={"Authorization": f"Bearer {token_a}"}, timeout=20) as http:
+        with http.stream("POST", f"/api/v1/threads/{thread.pk}/messages/", json={"content": "chat with me", "stream": True}) as response:
+            lines, stopped = [], False
+            for line in response.iter_lines():
+                lines.append(line)
+                if line.startswith("event: delta") and not stopped:
+                    start = json.loads(next(x for x in lines if x.startswith("data:"))[5:])
+                    assert client.post(f"/threads/{thread.pk}/messages/{start['message_id']}/stop/").status_code == 204
+                    stopped = True
+            events = _sse_events(lines)
+    assert events[-1][0] == "done", lines
+    with tenant_context(org_a):
+        answer = Message.objects.get(thread=thread, role="assistant")
+    assert answer.status == "complete" and answer.error_message == "Stopped.", lines
+    assert answer.content and answer.content != "one two three four five six seven eight", lines

@@ -1,5 +1,7 @@
 """`message_send`: the one way a message reaches a provider (DESIGN.md, "The send pipeline").
 
+This module is phase one and the types; threads/services/answer.py is phase two.
+
 The chat page, the threads API and the OpenAI-compatible gateway all call it. It runs in two
 phases so that errors the caller must see as a status code (404, 400, 429) are raised before
 any byte is streamed:
@@ -19,7 +21,6 @@ runs through `_db`, which returns the pooled connection as soon as the step is d
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,14 +31,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.services import Actor, audit_record, sha256_hex
-from dac.errors import ApplicationError, Conflict, ProviderFailed, ValidationFailed
-from metrics.services import provider_call_record
-from providers import vault
-from providers.adapters import ProviderError, get_adapter
+from audit.services import Actor
+from dac.errors import Conflict, ProviderFailed, ValidationFailed
 from providers.services import quota
 from providers.services.keys import active_keys
-from providers.urlsafety import validate_base_url
 from routing.services import Candidate, RoutePlan, org_routing, plan_route
 from tenants.context import tenant_context
 from tenants.services import user_may_use_provider
@@ -52,10 +49,6 @@ SYSTEM_PROMPT = (
     "You are the assistant of DAC, a team workspace. Answer helpfully and concisely, in the "
     "language of the question. Use Markdown where it helps."
 )
-RETRYABLE = frozenset({"timeout", "unavailable"})
-# Before the first token these move on to the next provider; content filtering does not:
-# routing around a provider's safety decision is not ours to do.
-FALLBACK = frozenset({"auth", "bad_request", "rate_limited", "quota_exceeded", "timeout", "unavailable"})
 ROLES = frozenset({"system", "user", "assistant"})
 
 # Answer tasks run detached from the request; keep a reference so they are not collected.
@@ -107,6 +100,7 @@ class Answer:
     routing: dict = field(default_factory=dict)
     message_id: int | None = None
     usage_headers: dict = field(default_factory=dict)
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +135,7 @@ class SendHandle:
     started: float
     prepare_ms: float
     usage_headers: dict
+    stop_checked_at: float = 0.0
     queue: asyncio.Queue | None = None
     task: asyncio.Task | None = None
 
@@ -155,8 +150,10 @@ class SendHandle:
         saved. Started lazily so a sync caller can prepare in one loop and stream in another.
         """
         if self.task is None:
+            from threads.services.answer import answer_task
+
             self.queue = asyncio.Queue()
-            self.task = asyncio.get_running_loop().create_task(_answer(self))
+            self.task = asyncio.get_running_loop().create_task(answer_task(self))
             _RUNNING.add(self.task)
             self.task.add_done_callback(_RUNNING.discard)
 
@@ -388,234 +385,3 @@ def _save_exchange(thread: Thread, caller: Caller, content: str, plan: RoutePlan
             fields.append("title")
         locked.save(update_fields=fields)
     return user_message.pk, assistant.pk
-
-
-async def _answer(handle: SendHandle) -> None:
-    """Phase two: call providers along the chain; always ends with Finished or Failed."""
-    answer = Answer(usage_headers=handle.usage_headers)
-    try:
-        await _answer_chain(handle, answer)
-    except Exception:  # a bug here must not leave the placeholder streaming forever
-        logger.exception("message_send: answer task failed")
-        answer.status, answer.error_category = Status.FAILED, "internal"
-        answer.error_message = "DAC failed while answering; the error was logged. Try again."
-        await _db(_finish, handle, answer)
-        handle.queue.put_nowait(Failed(answer))
-
-
-async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
-    while True:
-        candidate = handle.candidate
-        error, produced = await _call_candidate(handle, candidate, answer)
-        if error is None:
-            answer.status = Status.COMPLETE
-            await _db(_finish, handle, answer)
-            handle.queue.put_nowait(Finished(answer))
-            return
-        if produced or error.category not in FALLBACK or handle.plan.explicit:
-            break
-        handle.plan.skip(candidate.provider, f"failed: {error.category}")
-        estimated = handle.reservation.tokens
-        await _db(quota.quota_release, handle.reservation)
-        try:
-            index, reservation = await _db(_reserve_next, handle, estimated)
-        except ApplicationError:
-            break
-        handle.candidate_index, handle.reservation = index, reservation
-        answer.text = ""
-    answer.status = Status.FAILED
-    answer.error_category = error.category
-    answer.error_message = _user_message_for(error, candidate.provider, produced)
-    await _db(_finish, handle, answer)
-    handle.queue.put_nowait(Failed(answer))
-
-
-def _reserve_next(handle: SendHandle, estimated: int):
-    with tenant_context(handle.caller.org_id):
-        return _reserve_from(handle.plan, handle.candidate_index + 1, handle.caller.org_id, estimated)
-
-
-async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answer) -> tuple[ProviderError | None, bool]:
-    """One provider, with bounded retries on timeout/5xx before the first token.
-
-    Returns (error or None, whether any text reached the caller)."""
-    options = handle.options
-    key = handle.keys.get(candidate.provider)
-    try:
-        api_key = vault.decrypt(key.ciphertext, org_id=key.org_id) if key else None
-        base_url = (await sync_to_async(validate_base_url)(key.base_url) if key and key.base_url else None) or None
-    except (vault.VaultError, ValidationFailed) as exc:
-        error = ProviderError("auth" if isinstance(exc, vault.VaultError) else "bad_request", None, str(exc))
-        await _db(_record_call, handle, candidate, None, error, 0.0, None)
-        return error, False
-    adapter_options = {"chunk_delay": settings.DAC_DEMO_STREAM_DELAY_MS / 1000} if candidate.provider == "demo" else {}
-    adapter = get_adapter(candidate.provider, api_key=api_key, base_url=base_url, **adapter_options)
-    attempts = 1 + settings.DAC_PROVIDER_RETRIES
-    produced = False
-    for attempt in range(attempts):
-        call_started = time.perf_counter()
-        first_token_at = None
-        try:
-            if options.stream:
-                result = None
-                async for event in adapter.stream(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT):
-                    if event.delta:
-                        if first_token_at is None:
-                            first_token_at = time.perf_counter()
-                        produced = True
-                        answer.text += event.delta
-                        handle.queue.put_nowait(Delta(event.delta))
-                    if event.result is not None:
-                        result = event.result
-            else:
-                result = await adapter.complete(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
-                answer.text = result.text
-        except ProviderError as error:
-            elapsed = (time.perf_counter() - call_started) * 1000
-            await _db(_record_call, handle, candidate, None, error, elapsed, _ms_since(call_started, first_token_at))
-            if produced or error.category not in RETRYABLE or attempt == attempts - 1:
-                _fill_failure(answer, candidate, elapsed)
-                return error, produced
-            await asyncio.sleep(_backoff(attempt, error))
-            continue
-        elapsed = (time.perf_counter() - call_started) * 1000
-        _fill_success(answer, candidate, result, elapsed, _ms_since(call_started, first_token_at), handle)
-        await _db(_record_call, handle, candidate, result, None, elapsed, answer.first_token_ms)
-        return None, produced
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _ms_since(start: float, at: float | None) -> int | None:
-    return None if at is None else round((at - start) * 1000)
-
-
-def _backoff(attempt: int, error: ProviderError) -> float:
-    base = settings.DAC_PROVIDER_RETRY_BACKOFF * (2**attempt)
-    if error.retry_after is not None:
-        base = max(base, min(float(error.retry_after), 2.0))
-    return min(base, 2.0)
-
-
-def _fill_success(answer: Answer, candidate: Candidate, result, elapsed: float, first_token_ms: int | None, handle: SendHandle) -> None:
-    answer.text = result.text or answer.text
-    answer.provider = candidate.provider
-    answer.model = result.model or candidate.model
-    answer.latency_ms = round(elapsed)
-    answer.first_token_ms = first_token_ms
-    answer.input_tokens = result.input_tokens
-    answer.output_tokens = result.output_tokens
-    answer.citations = list(result.citations or [])
-    answer.finish_reason = result.finish_reason
-    answer.routing = handle.plan.to_dict(chosen=candidate)
-
-
-def _fill_failure(answer: Answer, candidate: Candidate, elapsed: float) -> None:
-    answer.provider = candidate.provider
-    answer.model = candidate.model
-    answer.latency_ms = round(elapsed)
-
-
-def _user_message_for(error: ProviderError, provider: str, produced: bool) -> str:
-    prefix = "The answer was cut off: " if produced else ""
-    hints = {
-        "auth": f"{provider} rejected the organization's key. An admin can fix it in Settings → Providers.",
-        "quota_exceeded": f"{provider} says the key's account is out of credit or quota. Top it up or add another provider's key.",
-        "rate_limited": f"{provider} is rate limiting the key. Wait a minute and retry, or pick another provider.",
-        "timeout": f"{provider} did not answer in time. Retry, or pick another provider.",
-        "unavailable": f"{provider} is failing or unreachable right now. Retry in a moment, or pick another provider.",
-        "bad_request": f"{provider} refused the request ({error.message[:200]}). Try a shorter message or another model.",
-        "content_filtered": f"{provider} withheld the answer under its content policy.",
-    }
-    return prefix + hints.get(error.category, f"{provider} failed ({error.category}).")
-
-
-def _request_hash(handle: SendHandle, candidate: Candidate) -> str:
-    body = {"provider": candidate.provider, "model": candidate.model, "messages": handle.messages, "max_tokens": handle.options.max_tokens, "temperature": handle.options.temperature}
-    return sha256_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
-
-
-def _record_call(handle: SendHandle, candidate: Candidate, result, error: ProviderError | None, elapsed_ms: float, first_token_ms: int | None) -> None:
-    """Audit and measure one provider call (success or failure). Never the plaintext."""
-    org_id = handle.caller.org_id
-    outcome = "ok" if error is None else error.category
-    details = {
-        "provider": candidate.provider,
-        "model": (result.model if result else None) or candidate.model,
-        "outcome": outcome,
-        "latency_ms": round(elapsed_ms),
-        "input_tokens": result.input_tokens if result else None,
-        "output_tokens": result.output_tokens if result else None,
-        "thread_id": handle.thread_id,
-        "message_id": handle.assistant_message_id,
-    }
-    if error is not None:
-        details["status"] = error.status
-    with tenant_context(org_id):
-        audit_record(
-            org_id=org_id,
-            actor=handle.caller.actor,
-            event="provider.call",
-            target=f"provider:{candidate.provider}",
-            details=details,
-            request_hash=_request_hash(handle, candidate),
-            response_hash=sha256_hex(result.text) if result else "",
-        )
-        provider_call_record(
-            org_id=org_id,
-            provider=candidate.provider,
-            model=details["model"] or "",
-            outcome=outcome,
-            latency_ms=elapsed_ms,
-            first_token_ms=first_token_ms,
-            input_tokens=details["input_tokens"],
-            output_tokens=details["output_tokens"],
-            streamed=handle.options.stream,
-        )
-        if error is None and candidate.key_id:
-            from providers.models import ProviderKey
-
-            ProviderKey.objects.filter(pk=candidate.key_id).update(last_used_at=timezone.now())
-
-
-def _finish(handle: SendHandle, answer: Answer) -> None:
-    """Reconcile the quota and save the answer (complete, or failed with what arrived)."""
-    org_id = handle.caller.org_id
-    with tenant_context(org_id):
-        if answer.status == Status.COMPLETE:
-            used = (answer.input_tokens or 0) + (answer.output_tokens or 0) or None
-            quota.quota_reconcile(handle.reservation, actual_tokens=used)
-        elif answer.text:
-            quota.quota_reconcile(handle.reservation, actual_tokens=None)
-        else:
-            quota.quota_release(handle.reservation)
-        answer.usage_headers = quota.rate_limit_headers(quota.quota_usage(org_id=org_id, provider=handle.reservation.provider))
-        if not answer.routing:
-            answer.routing = handle.plan.to_dict(chosen=handle.candidate)
-        audit_record(
-            org_id=org_id, actor=handle.caller.actor, event="routing.decision",
-            target=f"thread:{handle.thread_id}" if handle.thread_id else "gateway",
-            details={**answer.routing, "outcome": answer.status},
-        )
-        if handle.assistant_message_id is None:
-            return
-        with transaction.atomic():
-            Message.objects.filter(pk=handle.assistant_message_id).update(
-                content=answer.text,
-                status=answer.status,
-                provider=answer.provider or handle.candidate.provider,
-                model=answer.model or handle.candidate.model,
-                latency_ms=answer.latency_ms,
-                input_tokens=answer.input_tokens,
-                output_tokens=answer.output_tokens,
-                citations=answer.citations,
-                routing=answer.routing,
-                error_category=answer.error_category,
-                error_message=answer.error_message[:500],
-            )
-            if answer.status == Status.COMPLETE:
-                Thread.objects.filter(pk=handle.thread_id).update(
-                    last_provider=answer.provider, last_model=answer.model, updated_at=timezone.now()
-                )
-        answer.message_id = handle.assistant_message_id
-        if answer.status == Status.COMPLETE:
-            memory.index_messages(org_id=org_id, message_ids=[handle.user_message_id, handle.assistant_message_id])

@@ -1,0 +1,323 @@
+"""Phase two of `message_send`: produce the answer.
+
+Runs as a task detached from the request (see SendHandle.start): calls the chosen provider
+with bounded retries on timeout and 5xx, falls back to the next candidate on a failure before
+the first token, honours a stop request, reconciles the quota, saves the answer (complete, or
+failed with what arrived), audits and measures every call. Every database step goes through
+`_db`, so no connection is held while a provider answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import audit_record, sha256_hex
+from dac.errors import ApplicationError, NotFound, ValidationFailed
+from metrics.services import provider_call_record
+from providers import vault
+from providers.adapters import ProviderError, get_adapter
+from providers.services import quota
+from providers.urlsafety import validate_base_url
+from routing.services import Candidate
+from tenants.context import tenant_context
+from threads import memory
+from threads.models import Message, Status, Thread
+from threads.services.send import Answer, Delta, Failed, Finished, SendHandle, _db, _reserve_from
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE = frozenset({"timeout", "unavailable"})
+# Before the first token these move on to the next provider; content filtering does not:
+# routing around a provider's safety decision is not ours to do.
+FALLBACK = frozenset({"auth", "bad_request", "rate_limited", "quota_exceeded", "timeout", "unavailable"})
+STOP_KEY = "dac:stop:{message_id}"
+STOP_CHECK_SECONDS = 0.3
+STOPPED_MESSAGE = "Stopped."
+# Stop requests seen by this process (the request may reach any worker: Redis carries it too).
+_LOCAL_STOPS: set[int] = set()
+
+
+async def answer_task(handle: SendHandle) -> None:
+    """Phase two: call providers along the chain; always ends with Finished or Failed."""
+    answer = Answer(usage_headers=handle.usage_headers)
+    try:
+        await _answer_chain(handle, answer)
+    except Exception:  # a bug here must not leave the placeholder streaming forever
+        logger.exception("message_send: answer task failed")
+        answer.status, answer.error_category = Status.FAILED, "internal"
+        answer.error_message = "DAC failed while answering; the error was logged. Try again."
+        await _db(_finish, handle, answer)
+        handle.queue.put_nowait(Failed(answer))
+
+
+async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
+    while True:
+        candidate = handle.candidate
+        error, produced = await _call_candidate(handle, candidate, answer)
+        if error is None:
+            if answer.stopped:
+                _LOCAL_STOPS.discard(handle.assistant_message_id)
+                await sync_to_async(cache.delete)(STOP_KEY.format(message_id=handle.assistant_message_id))
+            answer.status = Status.COMPLETE
+            await _db(_finish, handle, answer)
+            handle.queue.put_nowait(Finished(answer))
+            return
+        if produced or error.category not in FALLBACK or handle.plan.explicit:
+            break
+        handle.plan.skip(candidate.provider, f"failed: {error.category}")
+        estimated = handle.reservation.tokens
+        await _db(quota.quota_release, handle.reservation)
+        try:
+            index, reservation = await _db(_reserve_next, handle, estimated)
+        except ApplicationError:
+            break
+        handle.candidate_index, handle.reservation = index, reservation
+        answer.text = ""
+    answer.status = Status.FAILED
+    answer.error_category = error.category
+    answer.error_message = _user_message_for(error, candidate.provider, produced)
+    await _db(_finish, handle, answer)
+    handle.queue.put_nowait(Failed(answer))
+
+
+def _reserve_next(handle: SendHandle, estimated: int):
+    with tenant_context(handle.caller.org_id):
+        return _reserve_from(handle.plan, handle.candidate_index + 1, handle.caller.org_id, estimated)
+
+
+async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answer) -> tuple[ProviderError | None, bool]:
+    """One provider, with bounded retries on timeout/5xx before the first token.
+
+    Returns (error or None, whether any text reached the caller)."""
+    options = handle.options
+    key = handle.keys.get(candidate.provider)
+    try:
+        api_key = vault.decrypt(key.ciphertext, org_id=key.org_id) if key else None
+        base_url = (await sync_to_async(validate_base_url)(key.base_url) if key and key.base_url else None) or None
+    except (vault.VaultError, ValidationFailed) as exc:
+        error = ProviderError("auth" if isinstance(exc, vault.VaultError) else "bad_request", None, str(exc))
+        await _db(_record_call, handle, candidate, None, error, 0.0, None)
+        return error, False
+    adapter_options = {"chunk_delay": settings.DAC_DEMO_STREAM_DELAY_MS / 1000} if candidate.provider == "demo" else {}
+    adapter = get_adapter(candidate.provider, api_key=api_key, base_url=base_url, **adapter_options)
+    attempts = 1 + settings.DAC_PROVIDER_RETRIES
+    produced = False
+    for attempt in range(attempts):
+        call_started = time.perf_counter()
+        first_token_at = None
+        try:
+            if options.stream:
+                result = None
+                stream = adapter.stream(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
+                async with contextlib.aclosing(stream):
+                    async for event in stream:
+                        if await _stop_requested(handle):
+                            answer.stopped = True
+                            break
+                        if event.delta:
+                            if first_token_at is None:
+                                first_token_at = time.perf_counter()
+                            produced = True
+                            answer.text += event.delta
+                            handle.queue.put_nowait(Delta(event.delta))
+                        if event.result is not None:
+                            result = event.result
+                if answer.stopped:
+                    _stopped(answer, candidate, call_started, first_token_at)
+                    await _db(_record_call, handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
+                    return None, produced
+            else:
+                result = await adapter.complete(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
+                answer.text = result.text
+        except ProviderError as error:
+            elapsed = (time.perf_counter() - call_started) * 1000
+            await _db(_record_call, handle, candidate, None, error, elapsed, _ms_since(call_started, first_token_at))
+            if produced or error.category not in RETRYABLE or attempt == attempts - 1:
+                _fill_failure(answer, candidate, elapsed)
+                return error, produced
+            await asyncio.sleep(_backoff(attempt, error))
+            continue
+        elapsed = (time.perf_counter() - call_started) * 1000
+        _fill_success(answer, candidate, result, elapsed, _ms_since(call_started, first_token_at), handle)
+        await _db(_record_call, handle, candidate, result, None, elapsed, answer.first_token_ms)
+        return None, produced
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _ms_since(start: float, at: float | None) -> int | None:
+    return None if at is None else round((at - start) * 1000)
+
+
+def _backoff(attempt: int, error: ProviderError) -> float:
+    base = settings.DAC_PROVIDER_RETRY_BACKOFF * (2**attempt)
+    if error.retry_after is not None:
+        base = max(base, min(float(error.retry_after), 2.0))
+    return min(base, 2.0)
+
+
+def _fill_success(answer: Answer, candidate: Candidate, result, elapsed: float, first_token_ms: int | None, handle: SendHandle) -> None:
+    answer.text = result.text or answer.text
+    answer.provider = candidate.provider
+    answer.model = result.model or candidate.model
+    answer.latency_ms = round(elapsed)
+    answer.first_token_ms = first_token_ms
+    answer.input_tokens = result.input_tokens
+    answer.output_tokens = result.output_tokens
+    answer.citations = list(result.citations or [])
+    answer.finish_reason = result.finish_reason
+    answer.routing = handle.plan.to_dict(chosen=candidate)
+
+
+def _fill_failure(answer: Answer, candidate: Candidate, elapsed: float) -> None:
+    answer.provider = candidate.provider
+    answer.model = candidate.model
+    answer.latency_ms = round(elapsed)
+
+
+def _user_message_for(error: ProviderError, provider: str, produced: bool) -> str:
+    prefix = "The answer was cut off: " if produced else ""
+    hints = {
+        "auth": f"{provider} rejected the organization's key. An admin can fix it in Settings → Providers.",
+        "quota_exceeded": f"{provider} says the key's account is out of credit or quota. Top it up or add another provider's key.",
+        "rate_limited": f"{provider} is rate limiting the key. Wait a minute and retry, or pick another provider.",
+        "timeout": f"{provider} did not answer in time. Retry, or pick another provider.",
+        "unavailable": f"{provider} is failing or unreachable right now. Retry in a moment, or pick another provider.",
+        "bad_request": f"{provider} refused the request ({error.message[:200]}). Try a shorter message or another model.",
+        "content_filtered": f"{provider} withheld the answer under its content policy.",
+    }
+    return prefix + hints.get(error.category, f"{provider} failed ({error.category}).")
+
+
+def _request_hash(handle: SendHandle, candidate: Candidate) -> str:
+    body = {"provider": candidate.provider, "model": candidate.model, "messages": handle.messages, "max_tokens": handle.options.max_tokens, "temperature": handle.options.temperature}
+    return sha256_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def _record_call(handle: SendHandle, candidate: Candidate, result, error: ProviderError | None, elapsed_ms: float, first_token_ms: int | None) -> None:
+    """Audit and measure one provider call (success or failure). Never the plaintext."""
+    org_id = handle.caller.org_id
+    outcome = "ok" if error is None else error.category
+    details = {
+        "provider": candidate.provider,
+        "model": (result.model if result else None) or candidate.model,
+        "outcome": outcome,
+        "latency_ms": round(elapsed_ms),
+        "input_tokens": result.input_tokens if result else None,
+        "output_tokens": result.output_tokens if result else None,
+        "thread_id": handle.thread_id,
+        "message_id": handle.assistant_message_id,
+    }
+    if error is not None:
+        details["status"] = error.status
+    with tenant_context(org_id):
+        audit_record(
+            org_id=org_id,
+            actor=handle.caller.actor,
+            event="provider.call",
+            target=f"provider:{candidate.provider}",
+            details=details,
+            request_hash=_request_hash(handle, candidate),
+            response_hash=sha256_hex(result.text) if result else "",
+        )
+        provider_call_record(
+            org_id=org_id,
+            provider=candidate.provider,
+            model=details["model"] or "",
+            outcome=outcome,
+            latency_ms=elapsed_ms,
+            first_token_ms=first_token_ms,
+            input_tokens=details["input_tokens"],
+            output_tokens=details["output_tokens"],
+            streamed=handle.options.stream,
+        )
+        if error is None and candidate.key_id:
+            from providers.models import ProviderKey
+
+            ProviderKey.objects.filter(pk=candidate.key_id).update(last_used_at=timezone.now())
+
+
+def _finish(handle: SendHandle, answer: Answer) -> None:
+    """Reconcile the quota and save the answer (complete, or failed with what arrived)."""
+    org_id = handle.caller.org_id
+    with tenant_context(org_id):
+        if answer.status == Status.COMPLETE:
+            used = (answer.input_tokens or 0) + (answer.output_tokens or 0) or None
+            quota.quota_reconcile(handle.reservation, actual_tokens=used)
+        elif answer.text:
+            quota.quota_reconcile(handle.reservation, actual_tokens=None)
+        else:
+            quota.quota_release(handle.reservation)
+        answer.usage_headers = quota.rate_limit_headers(quota.quota_usage(org_id=org_id, provider=handle.reservation.provider))
+        if not answer.routing:
+            answer.routing = handle.plan.to_dict(chosen=handle.candidate)
+        audit_record(
+            org_id=org_id, actor=handle.caller.actor, event="routing.decision",
+            target=f"thread:{handle.thread_id}" if handle.thread_id else "gateway",
+            details={**answer.routing, "outcome": answer.status},
+        )
+        if handle.assistant_message_id is None:
+            return
+        with transaction.atomic():
+            Message.objects.filter(pk=handle.assistant_message_id).update(
+                content=answer.text,
+                status=answer.status,
+                provider=answer.provider or handle.candidate.provider,
+                model=answer.model or handle.candidate.model,
+                latency_ms=answer.latency_ms,
+                input_tokens=answer.input_tokens,
+                output_tokens=answer.output_tokens,
+                citations=answer.citations,
+                routing=answer.routing,
+                error_category=answer.error_category,
+                error_message=answer.error_message[:500],
+            )
+            if answer.status == Status.COMPLETE:
+                Thread.objects.filter(pk=handle.thread_id).update(
+                    last_provider=answer.provider, last_model=answer.model, updated_at=timezone.now()
+                )
+        answer.message_id = handle.assistant_message_id
+        if answer.status == Status.COMPLETE:
+            memory.index_messages(org_id=org_id, message_ids=[handle.user_message_id, handle.assistant_message_id])
+
+
+def _stopped(answer: Answer, candidate: Candidate, call_started: float, first_token_at: float | None) -> None:
+    """The reader pressed Stop: keep what arrived as the answer."""
+    _fill_failure(answer, candidate, (time.perf_counter() - call_started) * 1000)
+    answer.first_token_ms = _ms_since(call_started, first_token_at)
+    answer.finish_reason = "stop"
+    answer.error_message = STOPPED_MESSAGE
+
+
+async def _stop_requested(handle: SendHandle) -> bool:
+    message_id = handle.assistant_message_id
+    if message_id is None:
+        return False
+    if message_id in _LOCAL_STOPS:
+        return True
+    now = time.monotonic()
+    if now - handle.stop_checked_at < STOP_CHECK_SECONDS:
+        return False
+    handle.stop_checked_at = now
+    return bool(await sync_to_async(cache.get)(STOP_KEY.format(message_id=message_id)))
+
+
+def message_stop(*, thread_id: int, message_id: int) -> bool:
+    """Ask a running answer to stop (whichever worker runs it). False if it is not running."""
+    message = Message.objects.filter(pk=message_id, thread_id=thread_id, role="assistant").first()
+    if message is None:
+        raise NotFound("No such message.")
+    if message.status != Status.STREAMING:
+        return False
+    _LOCAL_STOPS.add(message_id)
+    cache.set(STOP_KEY.format(message_id=message_id), 1, timeout=600)
+    return True
