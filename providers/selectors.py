@@ -31,22 +31,42 @@ class ProviderSettings:
     label: str
     blurb: str
     keys: list[ProviderKey] = field(default_factory=list)
+    usage: object | None = None  # quota.Usage: today's requests and tokens against the limits
+
+    @property
+    def requests_percent(self) -> int:
+        return _percent(self.usage.requests_used, self.usage.requests_limit) if self.usage else 0
+
+    @property
+    def tokens_percent(self) -> int:
+        return _percent(self.usage.tokens_used, self.usage.tokens_limit) if self.usage else 0
+
 
     @property
     def active_key(self) -> ProviderKey | None:
         return next((key for key in self.keys if key.is_active), None)
 
 
-def provider_settings_list() -> list[ProviderSettings]:
+def _percent(used: int, limit: int) -> int:
+    return 100 if limit <= 0 else min(100, round(100 * used / limit))
+
+
+def provider_settings_list(*, org_id: int | None = None) -> list[ProviderSettings]:
+    """Every configurable provider with its keys, and today's usage when `org_id` is given."""
     by_provider = {name: ProviderSettings(name, PROVIDER_LABELS[name], PROVIDER_BLURBS.get(name, "")) for name in CONFIGURABLE_PROVIDERS}
     for key in ProviderKey.objects.order_by("-is_active", "-created_at"):
         if key.provider in by_provider:
             by_provider[key.provider].keys.append(key)
+    if org_id is not None:
+        from providers.services.quota import quota_usage
+
+        for item in by_provider.values():
+            item.usage = quota_usage(org_id=org_id, provider=item.name)
     return list(by_provider.values())
 
 
-def provider_settings_get(*, provider: str) -> ProviderSettings:
-    return next(item for item in provider_settings_list() if item.name == provider)
+def provider_settings_get(*, provider: str, org_id: int | None = None) -> ProviderSettings:
+    return next(item for item in provider_settings_list(org_id=org_id) if item.name == provider)
 
 
 def provider_key_list():

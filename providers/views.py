@@ -29,7 +29,7 @@ PAGE = "providers/provider_settings.html"
 def _page_context(request: HttpRequest) -> dict:
     is_admin = request.org_access.is_admin
     return {
-        "providers": selectors.provider_settings_list(),
+        "providers": selectors.provider_settings_list(org_id=request.org_access.org_id),
         "can_manage": is_admin,
         "permissions": selectors.member_permissions_list() if is_admin else [],
         "provider_names": CONFIGURABLE_PROVIDERS,
@@ -45,7 +45,7 @@ def provider_settings(request: HttpRequest) -> HttpResponse:
 
 def _card(request: HttpRequest, provider: str, *, form: ProviderKeyForm | None = None, status: int = 200, notice: str = "") -> HttpResponse:
     context = {
-        "p": selectors.provider_settings_get(provider=provider),
+        "p": selectors.provider_settings_get(provider=provider, org_id=request.org_access.org_id),
         "can_manage": True,
         "form": form or ProviderKeyForm(),
         "notice": notice,

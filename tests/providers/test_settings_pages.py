@@ -86,3 +86,12 @@ def test_admin_restricts_a_member_from_a_provider(alice_client, bob, org_a):
 
 def test_member_of_another_org_cannot_be_given_permissions(alice_client, charlie, org_a):
     assert alice_client.post("/settings/providers/permissions/", {"user_id": charlie.id, "provider": "openai"}).status_code == 404
+
+
+def test_settings_page_shows_todays_usage_against_the_limits(alice_client, org_a):
+    from providers.services import quota
+
+    reservation = quota.quota_reserve(org_id=org_a.id, provider="openai", estimated_tokens=250)
+    quota.quota_reconcile(reservation, actual_tokens=300)
+    page = alice_client.get("/settings/providers/").content.decode()
+    assert "1 / 1000" in page and "300 / 100000" in page
