@@ -141,4 +141,5 @@ def test_quota_exhausted_is_429_with_retry_after(sdk, fakes, org_a):
     with pytest.raises(openai.RateLimitError) as info:
         sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert int(info.value.response.headers["retry-after"]) > 0
+    assert info.value.response.headers["x-ratelimit-remaining-requests"] == "0"
     assert "limit" in info.value.message

@@ -356,6 +356,9 @@ def _reserve_from(plan: RoutePlan, start: int, org_id: int, estimated: int) -> t
             plan.skip(candidate.provider, f"over its daily {exc.limit_kind} limit")
             last_exceeded = exc
     if last_exceeded is not None:
+        # The 429 says where the caller stands too, like every provider-calling response.
+        usage = quota.quota_usage(org_id=org_id, provider=last_exceeded.provider)
+        last_exceeded.headers.update(quota.rate_limit_headers(usage))
         raise last_exceeded
     reasons = "; ".join(f"{s['provider']}: {s['reason']}" for s in plan.skipped) or "none configured"
     raise ProviderFailed(
