@@ -1,5 +1,10 @@
 """DRF endpoints of the audit app, mounted under /api/v1/."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from audit import apis
+
+urlpatterns = [
+    path("audit/", apis.AuditLogListApi.as_view(), name="audit-list"),
+    path("audit/chain/", apis.AuditChainStatusApi.as_view(), name="audit-chain"),
+]

@@ -19,7 +19,11 @@ class AuditLog(models.Model):
     (operator bypasses, failed logins) form the system chain, org NULL, visible to operators.
     """
 
-    org = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # No database constraint: an org can be deleted (an expired demo sandbox) while its chain,
+    # the record of what happened, stays whole and verifiable.
+    org = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
     seq = models.BigIntegerField()
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64, blank=True)
@@ -36,7 +40,8 @@ class AuditLog(models.Model):
     objects = TenantManager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["org", "seq"], name="audit_unique_seq")]
+        # NULLS NOT DISTINCT: the system chain (org NULL) gets a gapless, unique seq too.
+        constraints = [models.UniqueConstraint(fields=["org", "seq"], name="audit_unique_seq", nulls_distinct=False)]
         indexes = [models.Index(fields=["org", "event", "created_at"], name="audit_org_event_idx")]
         ordering = ["-seq"]
 

@@ -1,7 +1,12 @@
 """HTML pages of the audit app."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from audit import views
 
 app_name = "audit"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("audit/", views.audit_log, name="log"),
+    path("audit/export.csv", views.audit_export, name="export"),
+]

@@ -12,6 +12,8 @@ os.environ.setdefault(
 os.environ.setdefault("DAC_HTTPS", "false")
 # No background connection filling: the test database is dropped at the end of the run.
 os.environ.setdefault("DB_POOL_MIN_SIZE", "0")
+# Metric rows are only stored by the metrics tests, which switch it on themselves.
+os.environ.setdefault("DAC_METRICS_STORE", "false")
 os.environ.setdefault("DAC_DEMO_STREAM_DELAY_MS", "0")
 os.environ.setdefault("QDRANT_PATH", "")
 

@@ -1,7 +1,12 @@
-"""HTML pages of the metrics app."""
+"""HTML pages of the metrics app, and the Prometheus endpoint."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from metrics import views
 
 app_name = "metrics"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("usage/", views.usage, name="usage"),
+    path("metrics", views.prometheus_metrics, name="prometheus"),
+]

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from audit.services import Actor
 from dac.errors import Conflict, ProviderFailed, ValidationFailed
+from metrics.services import overhead_observe
 from providers.services import quota
 from providers.services.keys import active_keys
 from routing.services import Candidate, RoutePlan, org_routing, plan_route
@@ -320,10 +321,17 @@ def _prepare(caller: Caller, content: str, thread_id: int | None, history: list[
         user_message_id=user_id,
         assistant_message_id=assistant_id,
         started=started,
-        prepare_ms=(time.perf_counter() - started) * 1000,
+        prepare_ms=_overhead_ms(started),
         usage_headers=usage_headers,
     )
     return handle
+
+
+def _overhead_ms(started: float) -> float:
+    """DAC's own time before the provider call: reported in X-DAC-Overhead-Ms and /metrics."""
+    elapsed = (time.perf_counter() - started) * 1000
+    overhead_observe(elapsed)
+    return elapsed
 
 
 def _context_window(org_id: int) -> int:

@@ -1,0 +1,46 @@
+"""`manage.py verify_audit [<org-slug>]`: walk each audit chain and report the first broken link.
+
+With no slug: every org's chain and the system chain (org-less events: operator bypasses, failed
+logins). Prints per chain the number of entries and the head (seq and hash: keep the heads
+somewhere the database's owner cannot write, and a later run also shows a truncated tail), or
+the first broken link; exits non-zero if any chain is broken.
+"""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from audit.selectors import ChainStatus, audit_chain_status
+from tenants.context import operator_context, tenant_context
+from tenants.management.commands._helpers import org_by_slug
+from tenants.models import Organization
+
+
+class Command(BaseCommand):
+    help = "Verify the audit hash chains (all orgs and the system chain, or one org) and report breaks."
+
+    def add_arguments(self, parser):
+        parser.add_argument("org_slug", nargs="?", help="Only this organization's chain.")
+
+    def handle(self, *args, org_slug=None, **options):
+        results: list[tuple[str, ChainStatus]] = []
+        if org_slug:
+            org = org_by_slug(org_slug, command="verify_audit")
+            with tenant_context(org):
+                results.append((f"{org.slug} (org {org.pk})", audit_chain_status(org_id=org.pk)))
+        else:
+            with operator_context(reason="manage.py verify_audit", actor="manage.py"):
+                orgs = list(Organization.objects.order_by("pk").values_list("pk", "slug"))
+                for pk, slug in orgs:
+                    results.append((f"{slug} (org {pk})", audit_chain_status(org_id=pk)))
+                results.append(("system chain", audit_chain_status(org_id=None)))
+        broken = 0
+        for name, status in results:
+            if status.ok:
+                self.stdout.write(f"{name}: {status.count} entries, OK, head #{status.head_seq} {status.head_hash}")
+            else:
+                broken += 1
+                self.stdout.write(
+                    f"{name}: {status.count} entries, BROKEN at seq {status.broken.seq}: {status.broken.reason}"
+                )
+        if broken:
+            raise CommandError(f"{broken} audit chain(s) broken.")
+        self.stdout.write(f"All {len(results)} chain(s) verified.")
