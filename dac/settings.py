@@ -211,6 +211,8 @@ DAC_QUOTA_PROBE_SECONDS = env.float("DAC_QUOTA_PROBE_SECONDS", default=2.0)
 DAC_QUOTA_LIMITS_CACHE_SECONDS = env.float("DAC_QUOTA_LIMITS_CACHE_SECONDS", default=5.0)
 DAC_QUOTA_KEY_PREFIX = env.str("DAC_QUOTA_KEY_PREFIX", default="dac:q")
 DAC_KEY_TESTS_PER_HOUR = env.int("DAC_KEY_TESTS_PER_HOUR", default=30)
+DAC_LOGIN_MAX_FAILURES = env.int("DAC_LOGIN_MAX_FAILURES", default=5)
+DAC_LOGIN_WINDOW_SECONDS = env.int("DAC_LOGIN_WINDOW_SECONDS", default=900)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 if LOG_LEVEL.upper() not in logging.getLevelNamesMapping():

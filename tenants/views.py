@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -19,6 +20,7 @@ from tenants.decorators import org_admin_required, org_member_required
 from tenants.forms import ApiTokenCreateForm, LoginForm, MemberAddForm, RoleForm, SignupForm
 from tenants.middleware import SESSION_ORG_KEY
 from tenants.models import Membership, User
+from tenants.throttle import login_blocked, login_failed, login_succeeded
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -51,9 +53,31 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 class LoginView(auth_views.LoginView):
+    """Django's login (it rotates the session key on success: no session fixation), throttled."""
+
     template_name = "tenants/login.html"
     authentication_form = LoginForm
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        email, address = request.POST.get("username", ""), request.META.get("REMOTE_ADDR", "")
+        if login_blocked(email=email, address=address):
+            form = self.get_form()
+            form.errors.clear()
+            form.add_error(None, "Too many failed attempts. Wait 15 minutes, or reset your password with an admin.")
+            response = self.render_to_response(self.get_context_data(form=form))
+            response.status_code = 429
+            response["Retry-After"] = str(settings.DAC_LOGIN_WINDOW_SECONDS)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        login_failed(email=self.request.POST.get("username", ""), address=self.request.META.get("REMOTE_ADDR", ""))
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        login_succeeded(email=form.get_user().email)
+        return super().form_valid(form)
 
 
 @require_POST

@@ -143,6 +143,14 @@ def asgi_server(transactional_db):
 
 
 @pytest.fixture(autouse=True)
+def _own_cache_keys(settings):
+    """Each test its own cache namespace (login throttles, stop flags): nothing leaks."""
+    caches = {alias: dict(config) for alias, config in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"test:{uuid.uuid4().hex}"
+    settings.CACHES = caches
+
+
+@pytest.fixture(autouse=True)
 def _own_quota_keys(monkeypatch):
     """Each test counts quota under its own Redis prefix: no leaks between tests or into dev."""
     from providers.services import quota
