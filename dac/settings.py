@@ -145,6 +145,30 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = False
 
 QDRANT_URL = env.str("QDRANT_URL", default="")
 QDRANT_PATH = env.str("QDRANT_PATH", default=str(VAR_DIR / "qdrant"))
+QDRANT_API_KEY = env.str("QDRANT_API_KEY", default="")
+
+# Org memory (threads/memory, docs/memory.md).
+DAC_MEMORY_ENABLED = env.bool("DAC_MEMORY_ENABLED", default=True)
+DAC_MEMORY_TOP_K = env.int("DAC_MEMORY_TOP_K", default=3)
+DAC_MEMORY_MIN_SCORE = env.float("DAC_MEMORY_MIN_SCORE", default=1.0)
+DAC_MEMORY_MIN_DENSE_SCORE = env.float("DAC_MEMORY_MIN_DENSE_SCORE", default=0.3)
+DAC_MEMORY_RECALL_BUDGET_MS = env.int("DAC_MEMORY_RECALL_BUDGET_MS", default=1000)
+DAC_MEMORY_INDEX_MODE = env.str("DAC_MEMORY_INDEX_MODE", default="background")
+DAC_MEMORY_TIMEOUT = env.float("DAC_MEMORY_TIMEOUT", default=2.0)
+DAC_MEMORY_RETRY_SECONDS = env.float("DAC_MEMORY_RETRY_SECONDS", default=30.0)
+DAC_MEMORY_BACKOFF_SECONDS = env.float("DAC_MEMORY_BACKOFF_SECONDS", default=5.0)
+DAC_MEMORY_EMBED_TIMEOUT = env.float("DAC_MEMORY_EMBED_TIMEOUT", default=5.0)
+DAC_MEMORY_DENSE_DIM = env.int("DAC_MEMORY_DENSE_DIM", default=768)
+DAC_MEMORY_IDF_SCOPE = env.str("DAC_MEMORY_IDF_SCOPE", default="auto")
+DAC_MEMORY_COLLECTION = env.str("DAC_MEMORY_COLLECTION", default="dac_memory")
+if DAC_MEMORY_INDEX_MODE not in ("background", "inline", "queue"):
+    raise ImproperlyConfigured("DAC_MEMORY_INDEX_MODE must be background, inline or queue.")
+if DAC_MEMORY_IDF_SCOPE not in ("auto", "org", "global"):
+    raise ImproperlyConfigured("DAC_MEMORY_IDF_SCOPE must be auto, org or global.")
+if not 0 <= DAC_MEMORY_TOP_K <= 20:
+    raise ImproperlyConfigured("DAC_MEMORY_TOP_K must be from 0 to 20.")
+if DAC_MEMORY_DENSE_DIM <= 0:
+    raise ImproperlyConfigured("DAC_MEMORY_DENSE_DIM must be positive.")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

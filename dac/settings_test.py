@@ -16,6 +16,8 @@ os.environ.setdefault("DB_POOL_MIN_SIZE", "0")
 os.environ.setdefault("DAC_METRICS_STORE", "false")
 os.environ.setdefault("DAC_DEMO_STREAM_DELAY_MS", "0")
 os.environ.setdefault("QDRANT_PATH", "")
+# Index in the request, not in a background thread, so tests see the result at once.
+os.environ.setdefault("DAC_MEMORY_INDEX_MODE", "inline")
 
 from dac.settings import *  # noqa: E402,F403
 

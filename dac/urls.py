@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include(("dac.api_urls", "api"), namespace="api")),
     path("", include("threads.urls")),
+    path("", include("threads.memory.urls")),
     path("", include("providers.urls")),
     path("", include("routing.urls")),
     path("", include("audit.urls")),

@@ -59,8 +59,9 @@ class MemorySearchApi(APIView):
 class MemoryMessageApi(APIView):
     permission_classes = [IsOrgMember]
 
-    @extend_schema(request=None, responses={204: None})
-    def delete(self, request, message_id: int):
+    @extend_schema(request=None, responses={204: None}, parameters=[OpenApiParameter("message_id", int, OpenApiParameter.PATH)])
+    def delete(self, request, message_id: str):
+        """Remove a message from the org's memory (the thread keeps it); 404 for another org's."""
         user = request.user if isinstance(request.user, User) else None
         try:
             forget_message(org_id=request._request.org_access.org_id, message_id=message_id, actor=Actor.of_request(request._request), user=user)

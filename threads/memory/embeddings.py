@@ -101,7 +101,10 @@ class Embedder:
         path = quote(model, safe="-._~")
         headers = {"x-goog-api-key": self.api_key}
         task = "RETRIEVAL_QUERY" if query else "RETRIEVAL_DOCUMENT"
-        part = lambda text: {"content": {"parts": [{"text": text}]}, "taskType": task, "outputDimensionality": dense_size()}  # noqa: E731
+
+        def part(text: str) -> dict:
+            return {"content": {"parts": [{"text": text}]}, "taskType": task, "outputDimensionality": dense_size()}
+
         if len(texts) == 1:
             response = client.post(f"{self.base_url}/models/{path}:embedContent", json=part(texts[0]), headers=headers)
             _raise_for(response, self.provider)

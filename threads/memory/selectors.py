@@ -9,6 +9,9 @@ complete and were not forgotten come back, with their text from the database.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,7 +22,7 @@ from dac.errors import ApplicationError, ValidationFailed
 from tenants.context import tenant_context
 from threads.memory import config
 from threads.memory.embeddings import Embedder, EmbeddingError, embedder_for
-from threads.memory.store import DENSE, LEXICAL, StoreUnavailable, collection_name, get_store, idf_scope, org_filter
+from threads.memory.store import DENSE, LEXICAL, StoreUnavailable, collection_name, conf, get_store, idf_scope, org_filter
 from threads.memory.text import query_vector, snippet
 from threads.models import ForgottenMemory, MemoryBacklog, Message, Status
 
@@ -31,6 +34,37 @@ RECALL_CHARS = 600
 
 # Recall failures are logged once per kind until a recall succeeds again.
 _warned: set[str] = set()
+
+# Recall runs on these threads so the chat waits at most DAC_MEMORY_RECALL_BUDGET_MS: a slow
+# store (local mode at a large size, a struggling server, a slow embeddings call) costs one
+# budget, not the whole query. With every slot still busy the next recall is skipped rather
+# than queued, so abandoned queries never pile up.
+_RECALL_SLOTS = 2
+_recall_pool = ThreadPoolExecutor(max_workers=_RECALL_SLOTS, thread_name_prefix="dac-memory-recall")
+_recall_slots = threading.BoundedSemaphore(_RECALL_SLOTS)
+
+
+class RecallSkipped(Exception):
+    pass
+
+
+def _within_budget(fn):
+    budget = float(conf("DAC_MEMORY_RECALL_BUDGET_MS", 1000)) / 1000
+    if budget <= 0:
+        return fn()
+    if not _recall_slots.acquire(blocking=False):
+        raise RecallSkipped("earlier recalls are still running (the store is slow)")
+
+    def run():
+        try:
+            return fn()
+        finally:
+            _recall_slots.release()
+
+    try:
+        return _recall_pool.submit(run).result(timeout=budget)
+    except FutureTimeout:
+        raise RecallSkipped(f"recall took longer than DAC_MEMORY_RECALL_BUDGET_MS ({budget * 1000:.0f} ms)") from None
 
 
 class MemoryUnavailable(ApplicationError):
@@ -144,11 +178,11 @@ def recall_for(*, org_id: int, thread, text: str) -> list[Recalled]:
     """The org's best memories from its other threads for `text`; [] on any failure (logged once)."""
     try:
         recalled = _recall(org_id, thread, text)
-    except Exception as exc:  # noqa: BLE001 - memory must never fail a chat
+    except Exception as exc:  # memory must never fail a chat
         kind = type(exc).__name__
         if kind not in _warned:
             _warned.add(kind)
-            if isinstance(exc, StoreUnavailable):
+            if isinstance(exc, (StoreUnavailable, RecallSkipped)):
                 logger.warning("memory: recall skipped: %s", exc)
             else:
                 logger.exception("memory: recall failed; chats go on without memory")
@@ -166,10 +200,10 @@ def _recall(org_id: int, thread, text: str) -> list[Recalled]:
             return []
         embedder = embedder_for(org_id=org_id, memory_settings=settings_.row)
         # Over-fetch: some hits may have been forgotten or deleted since they were indexed.
-        _, hits = _query(
+        _, hits = _within_budget(lambda: _query(
             org_id, text, limit=settings_.top_k * 2 + 2, min_score=settings_.min_score,
             min_dense_score=settings_.min_dense_score, embedder=embedder, exclude_thread_id=thread.pk,
-        )
+        ))
         found = _messages(hits)
     recalled = []
     for hit in hits:
@@ -255,3 +289,17 @@ def memory_status(*, org_id: int) -> MemoryStatus:
 
 def reset_warnings() -> None:
     _warned.clear()
+
+
+def wait_recalls(timeout: float = 10.0) -> bool:
+    """Wait until no recall is running on the pool (tests)."""
+    taken = 0
+    try:
+        for _ in range(_RECALL_SLOTS):
+            if not _recall_slots.acquire(timeout=timeout):
+                return False
+            taken += 1
+        return True
+    finally:
+        for _ in range(taken):
+            _recall_slots.release()

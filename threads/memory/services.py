@@ -71,7 +71,7 @@ def index_messages(*, org_id: int, message_ids: list[int | None]) -> None:
                 return
             _enqueue(org_id=org_id, kind=MemoryBacklog.Kind.MESSAGE, target_ids=ids)
         transaction.on_commit(lambda: kick(org_id))
-    except Exception:  # noqa: BLE001 - memory must never fail a chat
+    except Exception:  # memory must never fail a chat
         logger.exception("memory: could not queue messages %s of org %s for indexing", ids, org_id)
 
 
@@ -81,7 +81,7 @@ def kick(org_id: int, *, targets: list[tuple[str, int]] | None = None) -> None:
     if mode == "inline" or targets is not None:
         try:
             process_backlog(org_id=org_id, targets=targets)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("memory: draining the backlog of org %s failed", org_id)
     elif mode == "background":
         from threads.memory import worker
@@ -154,9 +154,10 @@ def process_backlog(*, org_id: int, limit: int = BATCH, targets: list[tuple[str,
                     result.error = error
         except StoreUnavailable as exc:
             _release(rows, str(exc))
-            result.failed, result.error = len(rows), str(exc)
+            # Stop here: the rest waits for the next index call (or the command), not for a loop.
+            result.failed, result.error, result.more = len(rows), str(exc), False
             return result
-        except Exception as exc:  # noqa: BLE001 - a bug must leave the rows for a retry, not lose them
+        except Exception as exc:  # a bug must leave the rows for a retry, not lose them
             logger.exception("memory: indexing for org %s failed", org_id)
             _release(rows, f"{type(exc).__name__}: {exc}")
             result.failed, result.error = len(rows), str(exc)
@@ -274,7 +275,7 @@ def forget_thread(*, org_id: int, thread_id: int) -> None:
         with tenant_context(org_id):
             _enqueue(org_id=org_id, kind=MemoryBacklog.Kind.THREAD, target_ids=[int(thread_id)])
         transaction.on_commit(lambda: kick(org_id, targets=[(MemoryBacklog.Kind.THREAD, int(thread_id))]))
-    except Exception:  # noqa: BLE001 - deleting a thread must not fail on memory
+    except Exception:  # deleting a thread must not fail on memory
         logger.exception("memory: could not queue forgetting thread %s of org %s", thread_id, org_id)
 
 
@@ -388,26 +389,31 @@ def memory_settings_update(
         if len(embedding_model) > 200:
             raise ValidationFailed("The embedding model name is too long (200 characters at most).", detail={"embedding_model": "too_long"})
         changes["embedding_model"] = embedding_model
-    requeue_since = None
+    requeue = None
     with tenant_context(org_id), transaction.atomic():
         row, _ = MemorySettings.objects.select_for_update().get_or_create(org_id=org_id)
         if "enabled" in changes and changes["enabled"] != row.enabled:
             if changes["enabled"]:
-                requeue_since, row.disabled_at = row.disabled_at, None
+                # What was said while memory was off was never indexed: queue it.
+                requeue = Message.objects.filter(created_at__gte=row.disabled_at) if row.disabled_at else Message.objects.all()
+                row.disabled_at = None
             else:
                 row.disabled_at = timezone.now()
         if changes.get("embeddings") and row.embeddings != changes["embeddings"] and "embedding_model" not in changes:
             changes["embedding_model"] = ""
+        new_embedder = (changes.get("embeddings", row.embeddings), changes.get("embedding_model", row.embedding_model))
+        if new_embedder[0] and new_embedder != (row.embeddings, row.embedding_model):
+            # A new embedding space: every message is re-embedded, in the background.
+            requeue = Message.objects.all()
         for name, value in changes.items():
             setattr(row, name, value)
         row.updated_at = timezone.now()
         row.save()
-        if requeue_since is not None:
-            # What was said while memory was off was never indexed: queue it now.
-            missed = list(Message.objects.filter(created_at__gte=requeue_since, status=Status.COMPLETE).values_list("pk", flat=True))
-            for start in range(0, len(missed), 1000):
-                _enqueue(org_id=org_id, kind=MemoryBacklog.Kind.MESSAGE, target_ids=missed[start : start + 1000])
-        audit_record(org_id=org_id, actor=actor, event="memory.settings", target=f"org:{org_id}", details={k: v for k, v in changes.items()})
-    if requeue_since is not None:
+        if requeue is not None:
+            ids = list(requeue.filter(status=Status.COMPLETE).order_by("pk").values_list("pk", flat=True))
+            for start in range(0, len(ids), 1000):
+                _enqueue(org_id=org_id, kind=MemoryBacklog.Kind.MESSAGE, target_ids=ids[start : start + 1000])
+        audit_record(org_id=org_id, actor=actor, event="memory.settings", target=f"org:{org_id}", details=dict(changes))
+    if requeue is not None and row.enabled:
         transaction.on_commit(lambda: kick(org_id))
     return row

@@ -107,6 +107,7 @@ class Store:
             raise
         except Exception as exc:  # qdrant-client raises httpx, grpc, ValueError, UnexpectedResponse …
             self.failures += 1
+            self.ready = False  # check the collection again once Qdrant answers (it may be new)
             if not self.failed_at:
                 logger.warning("memory: Qdrant at %s is failing (%s: %s); chats go on without memory and indexing is queued", self.where, type(exc).__name__, str(exc)[:300])
             self.failed_at = time.monotonic()
@@ -211,7 +212,7 @@ def reset() -> None:
         for store in _stores.values():
             try:
                 store.client.close()
-            except Exception:  # noqa: BLE001 - closing a broken client must not raise
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing a broken client must not raise
+                logger.debug("memory: closing %s failed: %s", store.where, exc)
         _stores.clear()
         _broken.clear()

@@ -1,4 +1,4 @@
-"""The indexer thread: drains orgs' backlogs off the request path, one org at a time.
+"""The indexer thread: drains orgs' backlogs off the request path, a batch per org in turn.
 
 One daemon thread per process, started on first use. `submit(org_id)` is what the send
 pipeline's `index_messages` ends with: it returns at once. A process that exits with work
@@ -42,14 +42,16 @@ def _run() -> None:
             org_id = next(iter(_pending))
             del _pending[org_id]
             _busy = True
+        more = False
         try:
-            while process_backlog(org_id=org_id).more:
-                pass
-        except Exception:  # noqa: BLE001 - the thread must survive anything
+            more = process_backlog(org_id=org_id).more
+        except Exception:  # the thread must survive anything
             logger.exception("memory: indexer failed for org %s", org_id)
         finally:
-            connection.close()  # back to the pool between orgs
+            connection.close()  # back to the pool between batches
             with _cond:
+                if more:  # round-robin: a large backfill of one org does not starve the others
+                    _pending[org_id] = None
                 _busy = False
                 _cond.notify_all()
 

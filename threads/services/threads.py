@@ -44,4 +44,9 @@ def thread_update(*, thread: Thread, title: str | None = None, archived: bool | 
 
 
 def thread_delete(*, thread: Thread) -> None:
+    """Delete a thread, its messages and their memories."""
+    from threads import memory
+
+    org_id, thread_id = thread.org_id, thread.pk
     thread.delete()
+    memory.forget_thread(org_id=org_id, thread_id=thread_id)

@@ -1,0 +1,204 @@
+"""Dense memory: embeddings through the org's key, fused with lexical results by RRF.
+
+The embeddings come from a tiny fake server on 127.0.0.1 that speaks OpenAI's `/embeddings`
+and Gemini's `embedContent` / `batchEmbedContents`, with deterministic vectors: words of one
+concept ("dog", "puppy", "hound") share an axis, so a dense match can be told from a lexical
+one ("puppy" never matches "dog" lexically)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from audit.services import Actor
+from providers.services.keys import provider_key_add
+from tenants.context import tenant_context
+from tests.threads.test_memory import fresh_memory, make_thread, noise, points, recall  # noqa: F401 - fresh_memory is autouse
+from threads import memory
+from threads.memory.services import memory_settings_update, process_backlog
+from threads.models import MemoryBacklog
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+
+DIM = 8
+CONCEPTS = [
+    {"dog", "dogs", "puppy", "puppies", "hound", "canine"},
+    {"car", "cars", "sedan", "automobile", "vehicle"},
+    {"budget", "invoice", "cost", "money", "price"},
+    {"rain", "weather", "forecast", "sunny"},
+]
+
+
+def embed(text: str) -> list[float]:
+    vector = [0.0] * DIM
+    for word in text.lower().replace("?", " ").replace(".", " ").split():
+        for axis, concept in enumerate(CONCEPTS):
+            if word in concept:
+                vector[axis] += 1.0
+                break
+        else:
+            vector[4 + hashlib.md5(word.encode()).digest()[0] % 4] += 0.2
+    return vector
+
+
+class FakeEmbeddings:
+    """OpenAI and Gemini embeddings over real HTTP. `status` forces an error answer."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.status = 200
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append({"path": self.path, "headers": dict(self.headers), "json": body})
+                if fake.status != 200:
+                    return self._send(fake.status, {"error": {"message": f"bad key {self.headers.get('Authorization') or self.headers.get('x-goog-api-key')}"}})
+                if self.path == "/v1/embeddings":
+                    data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(body["input"])]
+                    return self._send(200, {"object": "list", "data": list(reversed(data)), "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                if self.path.endswith(":embedContent"):
+                    return self._send(200, {"embedding": {"values": embed(body["content"]["parts"][0]["text"])}})
+                if self.path.endswith(":batchEmbedContents"):
+                    return self._send(200, {"embeddings": [{"values": embed(r["content"]["parts"][0]["text"])} for r in body["requests"]]})
+                return self._send(404, {"error": {"message": "no such route"}})
+
+            def _send(self, status: int, payload: dict) -> None:
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake(settings):
+    settings.DAC_MEMORY_DENSE_DIM = DIM
+    settings.DAC_ALLOW_PRIVATE_BASE_URLS = True
+    server = FakeEmbeddings()
+    yield server
+    server.close()
+
+
+def add_key(org, provider: str, base_url: str, key: str) -> None:
+    with tenant_context(org):
+        provider_key_add(org_id=org.pk, provider=provider, api_key=key, base_url=base_url, actor=Actor.system())
+
+
+def pets_and_cars(org):
+    noise(org)
+    _, (dog,) = make_thread(org, "Pets", "my dog Rex loves the park")
+    _, (car,) = make_thread(org, "Garage", "the sedan needs new tyres")
+    current, _ = make_thread(org, "Now", index=False)
+    return dog, car, current
+
+
+def test_dense_is_off_by_default_and_never_calls_the_provider(org_a, fake):
+    add_key(org_a, "openai", f"{fake.url}/v1", "sk-test-dense-0123456789")
+    _, _, current = pets_and_cars(org_a)
+    assert recall(org_a, current, "advice about a puppy") == []  # no word in common, no model
+    assert fake.requests == []
+    assert all("embedder" not in p.payload for p in points())
+
+
+def test_openai_embeddings_find_what_no_word_matches(org_a, fake):
+    add_key(org_a, "openai", f"{fake.url}/v1", "sk-test-dense-0123456789")
+    memory_settings_update(org_id=org_a.pk, actor=Actor.system(), embeddings="openai")
+    dog, car, current = pets_and_cars(org_a)
+    recalled = recall(org_a, current, "advice about a puppy")
+    assert recalled and recalled[0].message_id == dog.pk
+    assert car.pk not in [r.message_id for r in recalled[:1]]
+    sent = fake.requests[0]
+    assert sent["path"] == "/v1/embeddings" and sent["headers"]["Authorization"] == "Bearer sk-test-dense-0123456789"
+    assert sent["json"]["model"] == "text-embedding-3-small" and sent["json"]["dimensions"] == DIM
+    assert {p.payload["embedder"] for p in points()} == {f"openai:text-embedding-3-small:{DIM}"}
+    with tenant_context(org_a):
+        search = memory.memory_search(org_id=org_a.pk, query="puppy")
+    assert search.mode == "hybrid" and search.results[0].message_id == dog.pk
+
+
+def test_hybrid_fuses_word_matches_and_meaning_matches(org_a, fake):
+    add_key(org_a, "openai", f"{fake.url}/v1", "sk-test-dense-0123456789")
+    memory_settings_update(org_id=org_a.pk, actor=Actor.system(), embeddings="openai")
+    noise(org_a)
+    _, (exact,) = make_thread(org_a, "Rex", "Rex chewed the invoice")
+    _, (meaning,) = make_thread(org_a, "Spreadsheet", "the puppy ate our budget spreadsheet")
+    current, _ = make_thread(org_a, "Now", index=False)
+    recalled = recall(org_a, current, "Rex chewed the invoice again")
+    # In both lists (words and meaning) beats in one: RRF puts the exact match first.
+    assert [r.message_id for r in recalled[:2]] == [exact.pk, meaning.pk]
+    assert recalled[0].score > recalled[1].score
+
+
+def test_gemini_embeddings_use_embed_content_and_batch(org_a, fake):
+    add_key(org_a, "gemini", f"{fake.url}/v1beta", "AIza-test-dense-0123456789")
+    memory_settings_update(org_id=org_a.pk, actor=Actor.system(), embeddings="gemini")
+    dog, _, current = pets_and_cars(org_a)  # the noise thread is indexed in one batch
+    recalled = recall(org_a, current, "a puppy question")
+    assert recalled and recalled[0].message_id == dog.pk
+    batch = next(r for r in fake.requests if r["path"].endswith(":batchEmbedContents"))
+    single = [r for r in fake.requests if r["path"].endswith(":embedContent")][-1]
+    assert batch["path"] == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    assert batch["headers"]["x-goog-api-key"] == "AIza-test-dense-0123456789"
+    assert batch["json"]["requests"][0]["outputDimensionality"] == DIM and batch["json"]["requests"][0]["taskType"] == "RETRIEVAL_DOCUMENT"
+    assert single["json"]["taskType"] == "RETRIEVAL_QUERY"
+
+
+def test_a_failing_embeddings_provider_leaves_lexical_memory_working_and_retries_later(org_a, fake, settings):
+    settings.DAC_MEMORY_BACKOFF_SECONDS = 0
+    settings.DAC_MEMORY_RETRY_SECONDS = 0
+    add_key(org_a, "openai", f"{fake.url}/v1", "sk-test-dense-0123456789")
+    memory_settings_update(org_id=org_a.pk, actor=Actor.system(), embeddings="openai")
+    fake.status = 401
+    dog, car, current = pets_and_cars(org_a)
+    assert {p.id for p in points()} >= {dog.pk, car.pk}  # indexed, lexical only
+    assert all("embedder" not in p.payload for p in points())
+    with tenant_context(org_a):
+        rows = list(MemoryBacklog.objects.all())
+    assert rows and all("401" in r.last_error and "sk-test" not in r.last_error for r in rows)
+    assert recall(org_a, current, "the sedan tyres")[0].message_id == car.pk  # lexical still answers
+    fake.status = 200
+    process_backlog(org_id=org_a.pk)
+    assert all(p.payload.get("embedder") for p in points())
+    with tenant_context(org_a):
+        assert not MemoryBacklog.objects.exists()
+    assert recall(org_a, current, "puppy")[0].message_id == dog.pk
+
+
+def test_an_org_without_a_key_for_the_chosen_provider_stays_lexical(org_a, fake):
+    memory_settings_update(org_id=org_a.pk, actor=Actor.system(), embeddings="openai")
+    _, car, current = pets_and_cars(org_a)
+    assert recall(org_a, current, "sedan")[0].message_id == car.pk
+    assert fake.requests == []
+
+
+def test_turning_embeddings_on_re_embeds_what_is_already_remembered(org_a, fake):
+    add_key(org_a, "openai", f"{fake.url}/v1", "sk-test-dense-0123456789")
+    dog, _, current = pets_and_cars(org_a)
+    assert all("embedder" not in p.payload for p in points())
+    memory_settings_update(org_id=org_a.pk, actor=Actor.system(), embeddings="openai")
+    assert all(p.payload.get("embedder") == f"openai:text-embedding-3-small:{DIM}" for p in points())
+    assert recall(org_a, current, "advice about a puppy")[0].message_id == dog.pk
+    memory_settings_update(org_id=org_a.pk, actor=Actor.system(), embedding_model="text-embedding-3-large")
+    assert {p.payload.get("embedder") for p in points()} == {f"openai:text-embedding-3-large:{DIM}"}
