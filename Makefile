@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: run test install db css bench clean
+.PHONY: run test install db css bench clean browser-deps
 
 .venv/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -28,10 +28,20 @@ run: db
 	  echo "DAC on http://$(HOST):$(PORT)/" && \
 	  exec $(PY) -m uvicorn dac.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log
 
-test: install
+test: install browser-deps
 	@bash scripts/services_up.sh
 	$(PY) scripts/db_bootstrap.py
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for tests/browser/ (Playwright drives it; no `playwright install`).
+browser-deps:
+	bash scripts/install_browser_deps.sh
+
+# Gateway benchmark (docs/performance.md): DAC vs the fake upstream alone vs LiteLLM's proxy, then
+# 1,000 concurrent streams on one process; prints the table (~12 min). `make bench ARGS=--quick`
+# for a ~3 min subset; ARGS=--profile (py-spy) or ARGS=--queries (work per request) for the why.
+bench: db
+	$(PY) bench/run.py $(ARGS)
 
 # Rebuild static/css/app.css (committed, so `make run` needs no Node). Versions: static/src/package.json.
 css:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -71,14 +72,15 @@ class MembershipListApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         email = data.validated_data["email"].lower()
-        user = User.objects.filter(email=email).first()
-        if user is None:
-            if "password" not in data.validated_data:
-                raise serializers.ValidationError({"password": f"No user {email} exists: give a password to create one."})
-            user = services.user_create(email=email, password=data.validated_data["password"])
-        membership = services.membership_add(
-            org_id=request._request.org_access.org_id, user=user, role=data.validated_data["role"], actor=_actor(request)
-        )
+        with transaction.atomic():  # a new user and their membership, or neither
+            user = User.objects.filter(email=email).first()
+            if user is None:
+                if "password" not in data.validated_data:
+                    raise serializers.ValidationError({"password": f"No user {email} exists: give a password to create one."})
+                user = services.user_create(email=email, password=data.validated_data["password"])
+            membership = services.membership_add(
+                org_id=request._request.org_access.org_id, user=user, role=data.validated_data["role"], actor=_actor(request)
+            )
         return Response(MembershipOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 

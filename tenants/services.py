@@ -100,7 +100,14 @@ def user_signup(*, email: str, password: str, org_name: str) -> tuple[User, Orga
     return user, org
 
 
+def ensure_not_demo(org_id: int, what: str) -> None:
+    """Demo sandboxes are for chatting: no members, tokens or keys (they are thrown away)."""
+    if Organization.objects.filter(pk=org_id, is_demo=True).exists():
+        raise Forbidden(f"The demo sandbox cannot {what}: sign up for an organization of your own.")
+
+
 def membership_add(*, org_id: int, user: User, role: str, actor: Actor) -> Membership:
+    ensure_not_demo(org_id, "add members")
     if role not in Role.values:
         raise ValidationFailed(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.", detail={"role": "invalid"})
     try:
@@ -151,6 +158,7 @@ class CreatedToken:
 
 
 def api_token_create(*, org_id: int, name: str, created_by: User | None, actor: Actor, expires_at: datetime | None = None) -> CreatedToken:
+    ensure_not_demo(org_id, "create API tokens")
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise ValidationFailed("Token name must be 1-100 characters.", detail={"name": "invalid"})

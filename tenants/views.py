@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth import views as auth_views
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -131,14 +132,15 @@ def member_add(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         email = form.cleaned_data["email"].lower()
         try:
-            user = User.objects.filter(email=email).first()
-            if user is None:
-                if not form.cleaned_data["password"]:
-                    raise ApplicationError(f"No user {email} exists yet: give a password to create one.")
-                user = services.user_create(email=email, password=form.cleaned_data["password"])
-            services.membership_add(
-                org_id=request.org_access.org_id, user=user, role=form.cleaned_data["role"], actor=Actor.user(request.user)
-            )
+            with transaction.atomic():  # a new user and their membership, or neither
+                user = User.objects.filter(email=email).first()
+                if user is None:
+                    if not form.cleaned_data["password"]:
+                        raise ApplicationError(f"No user {email} exists yet: give a password to create one.")
+                    user = services.user_create(email=email, password=form.cleaned_data["password"])
+                services.membership_add(
+                    org_id=request.org_access.org_id, user=user, role=form.cleaned_data["role"], actor=Actor.user(request.user)
+                )
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:

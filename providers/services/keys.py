@@ -45,6 +45,9 @@ def _validate(provider: str, api_key: str, base_url: str) -> tuple[str, str]:
 
 def provider_key_add(*, org_id: int, provider: str, api_key: str, label: str = "", base_url: str = "", actor: Actor, created_by=None) -> ProviderKey:
     """Store a key as the provider's active key (the previous one stays, inactive)."""
+    from tenants.services import ensure_not_demo
+
+    ensure_not_demo(org_id, "store provider keys")
     api_key, base_url = _validate(provider, api_key, base_url)
     label = (label or "").strip()[:100]
     with transaction.atomic():
