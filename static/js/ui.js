@@ -92,6 +92,14 @@
     if (select && select.form) select.form.submit();
   });
 
+  // Forms that destroy something ask first (no inline handlers: the CSP allows no inline script).
+  // htmx forms use hx-confirm instead, so they are left alone here.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !form.hasAttribute("hx-post") && !window.confirm(question)) event.preventDefault();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     initMenu();
     markCurrentPage();
