@@ -308,7 +308,8 @@ def _prepare(caller: Caller, content: str, thread_id: int | None, history: list[
             raise
         if recalled:
             memory.record_provenance(org_id=caller.org_id, actor=caller.actor, message_id=assistant_id, thread_id=thread.pk, recalled=recalled)
-        usage_headers = quota.rate_limit_headers(quota.quota_usage(org_id=caller.org_id, provider=plan.candidates[index].provider))
+        usage = reservation.usage or quota.quota_usage(org_id=caller.org_id, provider=reservation.provider)
+        usage_headers = quota.rate_limit_headers(usage)
     handle = SendHandle(
         caller=caller,
         options=options,
