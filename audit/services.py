@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import connections, transaction
 from django.utils import timezone
 
-from audit.chain import GENESIS_HASH, canonical_content, link_hash
+from audit.chain import GENESIS_HASH, link_hash, row_content
 from audit.models import ActorType, AuditLog
 from tenants.context import Tenant, current_tenant, reset_tenant, set_tenant
 
@@ -80,8 +80,7 @@ def audit_record(
             )
             seq = (last["seq"] + 1) if last else 1
             prev_hash = last["hash"] if last else GENESIS_HASH
-            created_at = timezone.now()
-            content = canonical_content(
+            row = AuditLog(
                 org_id=org_id,
                 seq=seq,
                 actor_type=actor.type,
@@ -92,23 +91,12 @@ def audit_record(
                 details=details,
                 request_hash=request_hash,
                 response_hash=response_hash,
-                created_at=created_at,
-            )
-            return AuditLog.objects.create(
-                org_id=org_id,
-                seq=seq,
-                actor_type=actor.type,
-                actor_id=actor.id,
-                actor_label=actor.label,
-                event=event,
-                target=target,
-                details=details,
-                request_hash=request_hash,
-                response_hash=response_hash,
-                created_at=created_at,
+                created_at=timezone.now(),
                 prev_hash=prev_hash,
-                hash=link_hash(prev_hash, content),
             )
+            row.hash = link_hash(prev_hash, row_content(row))
+            row.save(force_insert=True)
+            return row
     finally:
         reset_tenant(token)
 

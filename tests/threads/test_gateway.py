@@ -5,23 +5,15 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from django.test import override_settings
 
 from audit.models import AuditLog
-from audit.services import Actor
-from providers.services.keys import provider_key_add
 from tenants.context import tenant_context
-from tenants.services import api_token_create
-from tests.fakes import Behaviour, FakeProvider
+from tests.fakes import Behaviour
 from threads.models import Message, Thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def token_a(org_a):
-    with tenant_context(org_a):
-        return api_token_create(org_id=org_a.id, name="sdk", created_by=None, actor=Actor.system()).plaintext
 
 
 @pytest.fixture
@@ -29,15 +21,6 @@ def sdk(asgi_server, token_a):
     return openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key=token_a, max_retries=0, timeout=20)
 
 
-@pytest.fixture
-def fakes(org_a):
-    servers = {name: FakeProvider(name).start() for name in ("openai", "perplexity", "gemini", "openrouter")}
-    with override_settings(DAC_ALLOW_PRIVATE_BASE_URLS=True), tenant_context(org_a):
-        for name, fake in servers.items():
-            provider_key_add(org_id=org_a.id, provider=name, api_key=f"key-for-{name}-0123456789", base_url=fake.base_url, actor=Actor.system())
-        yield servers
-    for fake in servers.values():
-        fake.close()
 
 
 def test_sdk_plain_completion_with_auto_routing(sdk, fakes):
