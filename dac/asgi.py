@@ -1,5 +1,12 @@
-"""ASGI entry point (uvicorn dac.asgi:application). Static files are served by Django's
-ASGI static handler so a single `make run` process needs nothing in front of it."""
+"""ASGI entry point (`uvicorn dac.asgi:application`).
+
+Two Django handlers share one URLconf. The OpenAI-compatible gateway (`/v1/…`) is the hot
+path of integrations: it authenticates by bearer token and needs no session, cookies, CSRF,
+messages or htmx, so it runs through a short stack of async-only middleware; Django's
+standard middleware would each hop to a worker thread and back on every call. Everything else
+(pages, the REST API, the admin) gets the full stack. Static files are served by Django's ASGI
+static handler so a single `make run` process needs nothing in front of it.
+"""
 
 import os
 
@@ -11,5 +18,23 @@ django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.test.utils import override_settings  # noqa: E402
 
-application = ASGIStaticFilesHandler(django_application) if settings.DAC_SERVE_STATIC else django_application
+GATEWAY_PREFIX = "/v1/"
+
+
+class GatewayASGIHandler(ASGIHandler):
+    def load_middleware(self, is_async=False):
+        with override_settings(MIDDLEWARE=settings.DAC_GATEWAY_MIDDLEWARE):
+            super().load_middleware(is_async=is_async)
+
+
+gateway_application = GatewayASGIHandler()
+site_application = ASGIStaticFilesHandler(django_application) if settings.DAC_SERVE_STATIC else django_application
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and scope["path"].startswith(GATEWAY_PREFIX):
+        return await gateway_application(scope, receive, send)
+    return await site_application(scope, receive, send)

@@ -77,6 +77,14 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+# The gateway (/v1/, bearer tokens only) runs through these alone: each is async-capable, so a
+# call never hops to a worker thread for middleware (see dac/asgi.py).
+DAC_GATEWAY_MIDDLEWARE = [
+    "metrics.middleware.RequestMetricsMiddleware",
+    "dac.middleware.SecurityHeadersMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+]
+
 ROOT_URLCONF = "dac.urls"
 ASGI_APPLICATION = "dac.asgi.application"
 AUTH_USER_MODEL = "tenants.User"
@@ -241,6 +249,7 @@ DAC_QUOTA_PROBE_SECONDS = env.float("DAC_QUOTA_PROBE_SECONDS", default=2.0)
 DAC_QUOTA_LIMITS_CACHE_SECONDS = env.float("DAC_QUOTA_LIMITS_CACHE_SECONDS", default=5.0)
 DAC_QUOTA_KEY_PREFIX = env.str("DAC_QUOTA_KEY_PREFIX", default="dac:q")
 DAC_KEY_TESTS_PER_HOUR = env.int("DAC_KEY_TESTS_PER_HOUR", default=30)
+DAC_TOKEN_CACHE_SECONDS = env.float("DAC_TOKEN_CACHE_SECONDS", default=5.0)
 DAC_LOGIN_MAX_FAILURES = env.int("DAC_LOGIN_MAX_FAILURES", default=5)
 DAC_LOGIN_WINDOW_SECONDS = env.int("DAC_LOGIN_WINDOW_SECONDS", default=900)
 

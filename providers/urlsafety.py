@@ -7,8 +7,10 @@ is saved and again before each call, so a DNS answer that changed later is caugh
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
+import time
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -47,3 +49,21 @@ def validate_base_url(url: str) -> str:
             detail={"base_url": "private_address"},
         )
     return url.rstrip("/")
+
+
+# Checked URLs, for the calls that follow: DNS is asked again after this many seconds.
+_SAFE_FOR_SECONDS = 60.0
+_checked: dict[tuple[str, bool], tuple[float, str]] = {}
+
+
+async def ensure_safe_base_url(url: str) -> str:
+    """`validate_base_url` before a provider call, remembered briefly so the hot path does
+    not resolve the host on every call (the resolver runs in a thread: it blocks)."""
+    now = time.monotonic()
+    key = (url, settings.DAC_ALLOW_PRIVATE_BASE_URLS)
+    hit = _checked.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    clean = await asyncio.to_thread(validate_base_url, url)
+    _checked[key] = (now + _SAFE_FOR_SECONDS, clean)
+    return clean

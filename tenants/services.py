@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
@@ -174,6 +176,7 @@ def api_token_create(*, org_id: int, name: str, created_by: User | None, actor: 
 
 
 def api_token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
+    _verified.clear()  # this worker stops accepting it at once
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
@@ -185,13 +188,34 @@ class TokenInvalid(Exception):
     """The presented token is unknown, wrong, revoked or expired (the message says which)."""
 
 
+# A verified token is remembered for a few seconds per process, so a busy integration costs
+# no database round trip per call. Revoking clears it here at once; other workers notice
+# within TOKEN_CACHE_SECONDS (see docs/security.md).
+_verified: dict[str, tuple[float, ApiToken]] = {}
+
+
 def api_token_authenticate(*, plaintext: str) -> ApiToken:
     """Check a bearer token in constant time and return it; sets nothing in context."""
+    digest = _hash_secret(plaintext)
+    now_mono = time.monotonic()
+    hit = _verified.get(digest)
+    if hit is not None and hit[0] > now_mono:
+        token = hit[1]
+        if token.expires_at is None or token.expires_at > timezone.now():
+            return token
+    token = _api_token_verify(plaintext, digest)
+    if len(_verified) > 10_000:
+        _verified.clear()
+    _verified[digest] = (now_mono + settings.DAC_TOKEN_CACHE_SECONDS, token)
+    return token
+
+
+def _api_token_verify(plaintext: str, digest: str) -> ApiToken:
     parts = plaintext.split("_") if plaintext.startswith(TOKEN_PREFIX) else []
     if len(parts) < 3:
         raise TokenInvalid("Malformed API token.")
     record = api_token_lookup(prefix=parts[1])
-    if record is None or not hmac.compare_digest(record.secret_hash, _hash_secret(plaintext)):
+    if record is None or not hmac.compare_digest(record.secret_hash, digest):
         raise TokenInvalid("Invalid API token.")
     now = timezone.now()
     if record.revoked_at is not None:

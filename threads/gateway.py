@@ -13,7 +13,6 @@ import json
 import secrets
 import time
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -23,7 +22,7 @@ from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate
 from threads.services import Caller, SendOptions, message_send
-from threads.services.send import Answer, Delta, Failed, Finished, SendHandle
+from threads.services.send import Answer, Delta, Failed, Finished, SendHandle, db_step
 
 MAX_BODY_BYTES = 2_000_000
 MAX_OUTPUT_TOKENS = 128_000
@@ -72,7 +71,7 @@ async def _authenticate(request: HttpRequest):
     if not plaintext:
         raise GatewayError(401, "Missing API key: send `Authorization: Bearer <DAC API token>`.", code="invalid_api_key")
     try:
-        return await sync_to_async(api_token_authenticate)(plaintext=plaintext)
+        return await db_step(api_token_authenticate, plaintext=plaintext)
     except TokenInvalid as exc:
         raise GatewayError(401, str(exc), code="invalid_api_key") from None
 
@@ -247,7 +246,7 @@ async def models(request: HttpRequest) -> HttpResponse:
         token = await _authenticate(request)
     except GatewayError as exc:
         return exc.response()
-    ids = await sync_to_async(_model_ids)(token.org_id)
+    ids = await db_step(_model_ids, token.org_id)
     created = int(time.time())
     return JsonResponse({"object": "list", "data": [{"id": model_id, "object": "model", "created": created, "owned_by": model_id.split("/")[0] if "/" in model_id else "dac"} for model_id in ids]})
 

@@ -101,6 +101,10 @@ def int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+# How long to wait for the rest of a body after its end marker (see _drain).
+_DRAIN_SECONDS = 0.5
+
+
 @dataclass
 class Accumulator:
     """What a response, or a stream so far, has said."""
@@ -228,12 +232,14 @@ class HTTPAdapter(BaseAdapter):
     async def _sse_deltas(self, response: httpx.Response, acc: Accumulator,
                           started: float) -> AsyncIterator[str]:
         decoder = SSEDecoder()
-        async for text in response.aiter_text():
+        chunks = response.aiter_text()
+        async for text in chunks:
             for data in decoder.feed(text):
                 delta = self._on_event(acc, data, started)
                 if delta:
                     yield delta
                 if acc.ended:
+                    await _drain(chunks)
                     return
         for data in decoder.flush():
             delta = self._on_event(acc, data, started)
@@ -388,3 +394,15 @@ def _describe_non_json(response: httpx.Response) -> str:
         return " ".join(title.group(1).split())
     plain = " ".join(_TAG_RE.sub(" ", text).split())
     return plain[:200] or f"HTTP {response.status_code} with an empty body"
+
+
+async def _drain(chunks: AsyncIterator[str]) -> None:
+    """Read what follows the end marker (normally just the end of the body) so httpx can put
+    the connection back in its pool instead of closing it: the next call skips a handshake.
+    Bounded: a provider that keeps the body open after its end marker is simply let go."""
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in chunks:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass

@@ -352,3 +352,16 @@ async def test_many_concurrent_streams_all_complete(fake):
 
     assert all(error is None and events[-1].result.text == "x y z" for events, _, error in outcomes)
     assert len(fake.requests) == 40
+
+
+@pytest.mark.asyncio
+async def test_streams_reuse_the_connection_after_the_end_marker():
+    from providers.adapters import get_adapter
+    from tests.fakes import FakeProvider
+
+    with FakeProvider("openai") as fake:
+        adapter = get_adapter("openai", api_key="sk-test-key-0123456789", base_url=fake.base_url)
+        for _ in range(3):
+            events = [event async for event in adapter.stream(messages=[{"role": "user", "content": "hi"}], model="gpt-4o-mini")]
+            assert events[-1].result is not None
+        assert fake.connections_opened == 1

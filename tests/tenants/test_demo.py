@@ -108,6 +108,7 @@ def test_sandbox_limits_are_strict_and_hold():
         quota.quota_reserve(org_id=org.pk, provider="demo", estimated_tokens=1)
 
 
+@pytest.mark.django_db(transaction=True)  # the pipeline's steps run on pool threads: data must be committed
 def test_the_demo_provider_answers_in_the_sandbox_without_keys():
     client, response = _visit()
     thread_id = _thread_id(response)

@@ -126,3 +126,13 @@ def test_quota_exhausted_is_429_with_retry_after(sdk, fakes, org_a):
     assert int(info.value.response.headers["retry-after"]) > 0
     assert info.value.response.headers["x-ratelimit-remaining-requests"] == "0"
     assert "limit" in info.value.message
+
+
+def test_the_gateway_runs_on_the_short_async_middleware_stack(asgi_server, token_a):
+    gateway = httpx.get(f"{asgi_server.url}/v1/models", headers={"Authorization": f"Bearer {token_a}"})
+    page = httpx.get(f"{asgi_server.url}/login/")
+    assert gateway.status_code == 200 and page.status_code == 200
+    # Pages go through Django's full stack (XFrameOptionsMiddleware among others); the gateway
+    # does not, but keeps the security headers and CSP.
+    assert "x-frame-options" in page.headers and "x-frame-options" not in gateway.headers
+    assert "content-security-policy" in gateway.headers

@@ -84,6 +84,7 @@ def test_older_messages_load_on_demand(alice_client, org_a):
     assert "message number 70<" in older and "message number 71<" not in older and "<html" not in older
 
 
+@pytest.mark.django_db(transaction=True)  # the pipeline's steps run on pool threads: data must be committed
 def test_no_js_send_waits_and_redirects(alice_client, org_a):
     thread = _thread(org_a)
     response = alice_client.post(f"/threads/{thread.pk}/messages/", {"content": "hello demo"})

@@ -4,7 +4,7 @@ Runs as a task detached from the request (see SendHandle.start): calls the chose
 with bounded retries on timeout and 5xx, falls back to the next candidate on a failure before
 the first token, honours a stop request, reconciles the quota, saves the answer (complete, or
 failed with what arrived), audits and measures every call. Every database step goes through
-`_db`, so no connection is held while a provider answers.
+`db_step`, so no connection is held while a provider answers.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -21,18 +22,19 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_record, sha256_hex
+from audit.services import AuditEvent, audit_records, sha256_hex
 from dac.errors import ApplicationError, NotFound, ValidationFailed
 from metrics.services import provider_call_record
 from providers import vault
 from providers.adapters import ProviderError, get_adapter
+from providers.models import ProviderKey
 from providers.services import quota
-from providers.urlsafety import validate_base_url
+from providers.urlsafety import ensure_safe_base_url
 from routing.services import Candidate
 from tenants.context import tenant_context
 from threads import memory
 from threads.models import Message, Status, Thread
-from threads.services.send import Answer, Delta, Failed, Finished, SendHandle, _db, _reserve_from
+from threads.services.send import Answer, Delta, Failed, Finished, SendHandle, db_step, _reserve_from
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +54,15 @@ async def answer_task(handle: SendHandle) -> None:
     answer = Answer(usage_headers=handle.usage_headers)
     try:
         await _answer_chain(handle, answer)
-    except Exception:  # a bug here must not leave the placeholder streaming forever
+    except Exception:  # a bug or a database outage must never leave the reader waiting
         logger.exception("message_send: answer task failed")
         answer.status, answer.error_category = Status.FAILED, "internal"
         answer.error_message = "DAC failed while answering; the error was logged. Try again."
-        await _db(_finish, handle, answer)
         handle.queue.put_nowait(Failed(answer))
+        try:
+            await db_step(_finish, handle, answer)
+        except Exception:  # the database itself is down: the placeholder shows as interrupted
+            logger.exception("message_send: could not save the failed answer")
 
 
 async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
@@ -69,16 +74,16 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
                 _LOCAL_STOPS.discard(handle.assistant_message_id)
                 await sync_to_async(cache.delete)(STOP_KEY.format(message_id=handle.assistant_message_id))
             answer.status = Status.COMPLETE
-            await _db(_finish, handle, answer)
+            await db_step(_finish, handle, answer)
             handle.queue.put_nowait(Finished(answer))
             return
         if produced or error.category not in FALLBACK or handle.plan.explicit:
             break
         handle.plan.skip(candidate.provider, f"failed: {error.category}")
         estimated = handle.reservation.tokens
-        await _db(quota.quota_release, handle.reservation)
+        await db_step(quota.quota_release, handle.reservation)
         try:
-            index, reservation = await _db(_reserve_next, handle, estimated)
+            index, reservation = await db_step(_reserve_next, handle, estimated)
         except ApplicationError:
             break
         handle.candidate_index, handle.reservation = index, reservation
@@ -86,7 +91,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
     answer.status = Status.FAILED
     answer.error_category = error.category
     answer.error_message = _user_message_for(error, candidate.provider, produced)
-    await _db(_finish, handle, answer)
+    await db_step(_finish, handle, answer)
     handle.queue.put_nowait(Failed(answer))
 
 
@@ -103,10 +108,10 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
     key = handle.keys.get(candidate.provider)
     try:
         api_key = vault.decrypt(key.ciphertext, org_id=key.org_id) if key else None
-        base_url = (await sync_to_async(validate_base_url)(key.base_url) if key and key.base_url else None) or None
+        base_url = (await ensure_safe_base_url(key.base_url) if key and key.base_url else None) or None
     except (vault.VaultError, ValidationFailed) as exc:
         error = ProviderError("auth" if isinstance(exc, vault.VaultError) else "bad_request", None, str(exc))
-        await _db(_record_call, handle, candidate, None, error, 0.0, None)
+        _note_call(handle, candidate, None, error, 0.0, None)
         return error, False
     adapter_options = {"chunk_delay": settings.DAC_DEMO_STREAM_DELAY_MS / 1000} if candidate.provider == "demo" else {}
     adapter = get_adapter(candidate.provider, api_key=api_key, base_url=base_url, **adapter_options)
@@ -134,14 +139,14 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                             result = event.result
                 if answer.stopped:
                     _stopped(answer, candidate, call_started, first_token_at)
-                    await _db(_record_call, handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
+                    _note_call(handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
                     return None, produced
             else:
                 result = await adapter.complete(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
                 answer.text = result.text
         except ProviderError as error:
             elapsed = (time.perf_counter() - call_started) * 1000
-            await _db(_record_call, handle, candidate, None, error, elapsed, _ms_since(call_started, first_token_at))
+            _note_call(handle, candidate, None, error, elapsed, _ms_since(call_started, first_token_at))
             if produced or error.category not in RETRYABLE or attempt == attempts - 1:
                 _fill_failure(answer, candidate, elapsed)
                 return error, produced
@@ -149,7 +154,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
             continue
         elapsed = (time.perf_counter() - call_started) * 1000
         _fill_success(answer, candidate, result, elapsed, _ms_since(call_started, first_token_at), handle)
-        await _db(_record_call, handle, candidate, result, None, elapsed, answer.first_token_ms)
+        _note_call(handle, candidate, result, None, elapsed, answer.first_token_ms)
         return None, produced
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -203,13 +208,22 @@ def _request_hash(handle: SendHandle, candidate: Candidate) -> str:
     return sha256_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 
-def _record_call(handle: SendHandle, candidate: Candidate, result, error: ProviderError | None, elapsed_ms: float, first_token_ms: int | None) -> None:
-    """Audit and measure one provider call (success or failure). Never the plaintext."""
-    org_id = handle.caller.org_id
+@dataclass(frozen=True)
+class CallRecord:
+    """One provider call, kept in memory until `_finish` writes them all in one step."""
+
+    audit: AuditEvent
+    metrics: dict
+    key_id: int | None
+
+
+def _note_call(handle: SendHandle, candidate: Candidate, result, error: ProviderError | None, elapsed_ms: float, first_token_ms: int | None) -> None:
+    """Note one provider call (success or failure) for the audit log and metrics. Never the plaintext."""
     outcome = "ok" if error is None else error.category
+    model = (result.model if result else None) or candidate.model
     details = {
         "provider": candidate.provider,
-        "model": (result.model if result else None) or candidate.model,
+        "model": model,
         "outcome": outcome,
         "latency_ms": round(elapsed_ms),
         "input_tokens": result.input_tokens if result else None,
@@ -219,31 +233,35 @@ def _record_call(handle: SendHandle, candidate: Candidate, result, error: Provid
     }
     if error is not None:
         details["status"] = error.status
-    with tenant_context(org_id):
-        audit_record(
-            org_id=org_id,
-            actor=handle.caller.actor,
-            event="provider.call",
-            target=f"provider:{candidate.provider}",
-            details=details,
-            request_hash=_request_hash(handle, candidate),
-            response_hash=sha256_hex(result.text) if result else "",
-        )
-        provider_call_record(
-            org_id=org_id,
-            provider=candidate.provider,
-            model=details["model"] or "",
-            outcome=outcome,
-            latency_ms=elapsed_ms,
-            first_token_ms=first_token_ms,
-            input_tokens=details["input_tokens"],
-            output_tokens=details["output_tokens"],
-            streamed=handle.options.stream,
-        )
-        if error is None and candidate.key_id:
-            from providers.models import ProviderKey
+    audit = AuditEvent(
+        "provider.call", f"provider:{candidate.provider}", details,
+        request_hash=_request_hash(handle, candidate), response_hash=sha256_hex(result.text) if result else "",
+    )
+    metrics = {
+        "provider": candidate.provider, "model": model or "", "outcome": outcome, "latency_ms": elapsed_ms,
+        "first_token_ms": first_token_ms, "input_tokens": details["input_tokens"],
+        "output_tokens": details["output_tokens"], "streamed": handle.options.stream,
+    }
+    handle.calls.append(CallRecord(audit, metrics, candidate.key_id if error is None else None))
 
-            ProviderKey.objects.filter(pk=candidate.key_id).update(last_used_at=timezone.now())
+
+# last_used_at is a hint: written at most once a minute per key, not on every call.
+KEY_USED_RESOLUTION = 60.0
+_key_used_at: dict[int, float] = {}
+
+
+def _record_calls(handle: SendHandle, decision: AuditEvent) -> None:
+    """Audit every provider call of this answer and its routing decision in one transaction,
+    then measure the calls (buffered, off the request path)."""
+    org_id = handle.caller.org_id
+    audit_records(org_id=org_id, actor=handle.caller.actor, events=[*(call.audit for call in handle.calls), decision])
+    now = time.monotonic()
+    for call in handle.calls:
+        provider_call_record(org_id=org_id, **call.metrics)
+        if call.key_id and now - _key_used_at.get(call.key_id, 0.0) > KEY_USED_RESOLUTION:
+            _key_used_at[call.key_id] = now
+            ProviderKey.objects.filter(pk=call.key_id).update(last_used_at=timezone.now())
+    handle.calls.clear()
 
 
 def _finish(handle: SendHandle, answer: Answer) -> None:
@@ -260,11 +278,10 @@ def _finish(handle: SendHandle, answer: Answer) -> None:
         answer.usage_headers = quota.rate_limit_headers(quota.quota_usage(org_id=org_id, provider=handle.reservation.provider))
         if not answer.routing:
             answer.routing = handle.plan.to_dict(chosen=handle.candidate)
-        audit_record(
-            org_id=org_id, actor=handle.caller.actor, event="routing.decision",
-            target=f"thread:{handle.thread_id}" if handle.thread_id else "gateway",
-            details={**answer.routing, "outcome": answer.status},
-        )
+        _record_calls(handle, AuditEvent(
+            "routing.decision", f"thread:{handle.thread_id}" if handle.thread_id else "gateway",
+            {**answer.routing, "outcome": answer.status},
+        ))
         if handle.assistant_message_id is None:
             return
         with transaction.atomic():

@@ -15,7 +15,7 @@ any byte is streamed:
   goes away the task still finishes and saves, so a reload shows the answer.
 
 No database transaction or connection is held during a provider call: every database step
-runs through `_db`, which returns the pooled connection as soon as the step is done.
+runs through `db_step`, which returns the pooled connection as soon as the step is done.
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ class SendHandle:
     prepare_ms: float
     usage_headers: dict
     stop_checked_at: float = 0.0
+    calls: list = field(default_factory=list)  # answer.CallRecord of each provider call so far
     queue: asyncio.Queue | None = None
     task: asyncio.Task | None = None
 
@@ -192,8 +193,10 @@ def _run_released(fn, *args, **kwargs):
             connection.close()  # back to the pool: nothing is held across a provider call
 
 
-async def _db(fn, *args, **kwargs):
-    return await sync_to_async(_run_released)(fn, *args, **kwargs)
+async def db_step(fn, *args, **kwargs):
+    """Run a database step in the shared thread pool (no thread per request) and give the
+    connection back to the pool at once."""
+    return await sync_to_async(_run_released, thread_sensitive=False)(fn, *args, **kwargs)
 
 
 def validate_content(content) -> str:
@@ -272,7 +275,7 @@ async def message_send(
     else:
         history = validate_history(history)
         content = next(m["content"] for m in reversed(history) if m["role"] == "user")
-    return await _db(_prepare, caller, content, thread_id, history, options, started)
+    return await db_step(_prepare, caller, content, thread_id, history, options, started)
 
 
 def _prepare(caller: Caller, content: str, thread_id: int | None, history: list[dict] | None, options: SendOptions, started: float) -> SendHandle:
