@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from dac.errors import ApplicationError
+from metrics.services import overhead_observe
 from providers.adapters import ADAPTERS
 from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
@@ -151,6 +152,7 @@ def _answered_model(answer: Answer, handle: SendHandle) -> str:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return GatewayError(405, "Use POST.", code="method_not_allowed").response()
+    started = time.perf_counter()
     try:
         token = await _authenticate(request)
         tenant = set_tenant(Tenant(org_id=token.org_id))
@@ -181,7 +183,18 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         response = _complete(handle, answer)
     for name, value in handle.response_headers().items():
         response[name] = value
+    response["X-DAC-Overhead-Ms"] = f"{_overhead_ms(started, None if options.stream else answer):.2f}"
     return response
+
+
+def _overhead_ms(started: float, answer: Answer | None) -> float:
+    """DAC's own time in this call: all of it but the provider's (for a stream, what passed
+    before the provider was called, the part a client waits on before its first byte)."""
+    elapsed = (time.perf_counter() - started) * 1000
+    provider = (answer.latency_ms or 0) if answer is not None else 0
+    overhead = max(elapsed - provider, 0.0)
+    overhead_observe(overhead)
+    return overhead
 
 
 def _complete(handle: SendHandle, answer: Answer) -> HttpResponse:

@@ -33,7 +33,6 @@ from django.utils import timezone
 
 from audit.services import Actor
 from dac.errors import Conflict, ProviderFailed, ValidationFailed
-from metrics.services import overhead_observe
 from providers.services import quota
 from providers.services.keys import active_keys
 from routing.services import Candidate, RoutePlan, org_routing, plan_route
@@ -332,10 +331,9 @@ def _prepare(caller: Caller, content: str, thread_id: int | None, history: list[
 
 
 def _overhead_ms(started: float) -> float:
-    """DAC's own time before the provider call: reported in X-DAC-Overhead-Ms and /metrics."""
-    elapsed = (time.perf_counter() - started) * 1000
-    overhead_observe(elapsed)
-    return elapsed
+    """DAC's own time before the provider call (X-DAC-Overhead-Ms of pages and the REST API;
+    the gateway reports the whole of its own time)."""
+    return (time.perf_counter() - started) * 1000
 
 
 def _context_window(org_id: int) -> int:
