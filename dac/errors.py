@@ -7,6 +7,7 @@ handler turns them (and DRF's own errors) into `{"error": {"code", "message", "d
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -88,6 +89,10 @@ def api_exception_handler(exc, context):
         return response
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=404)
+    if isinstance(exc, DatabaseError):
+        response = Response(error_body("unavailable", "The database is unavailable; retry in a few seconds."), status=503)
+        response["Retry-After"] = "5"
+        return response
     if isinstance(exc, PermissionDenied):
         return Response(error_body("forbidden", "You do not have permission to do this."), status=403)
     if isinstance(exc, drf_exceptions.ValidationError):
@@ -113,3 +118,44 @@ def api_exception_handler(exc, context):
             response["Retry-After"] = str(int(exc.wait))
         return response
     return None
+
+
+def not_found_view(request, exception=None):
+    """404 for a path no route matches: the API's error shape under /api/, OpenAI's under /v1/,
+    the HTML page elsewhere."""
+    if request.path.startswith("/api/"):
+        return error_response("not_found", f"No API endpoint at {request.path}.", 404)
+    if request.path.startswith("/v1/"):
+        body = {"error": {"message": f"Unknown endpoint {request.path}.", "type": "invalid_request_error", "param": None, "code": "not_found"}}
+        return JsonResponse(body, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def server_error_view(request):
+    """500 in the shape the caller reads; a database outage says 503 and when to retry."""
+    import sys
+
+    from django.db import DatabaseError
+
+    exc = sys.exc_info()[1]
+    unavailable = isinstance(exc, DatabaseError)
+    status = 503 if unavailable else 500
+    message = "The database is unavailable; retry in a few seconds." if unavailable else "DAC failed on this request; the error was logged."
+    headers = {"Retry-After": "5"} if unavailable else {}
+    if request.path.startswith("/api/"):
+        return error_response("unavailable" if unavailable else "internal", message, status, headers=headers)
+    if request.path.startswith("/v1/"):
+        body = {"error": {"message": message, "type": "service_unavailable" if unavailable else "server_error", "param": None, "code": None}}
+        response = JsonResponse(body, status=status)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+    from django.views.defaults import server_error
+
+    response = server_error(request)
+    if unavailable:
+        response.status_code = 503
+        response["Retry-After"] = "5"
+    return response

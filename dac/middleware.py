@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.middleware.security import SecurityMiddleware
 
 
 def _policy() -> str:
@@ -51,3 +52,14 @@ class SecurityHeadersMiddleware:
 
     async def __acall__(self, request):
         return self._decorate(await self.get_response(request))
+
+
+class AsyncSecurityMiddleware(SecurityMiddleware):
+    """Django's SecurityMiddleware (HTTPS redirect, HSTS, nosniff, referrer policy) without the
+    thread hop MiddlewareMixin makes under ASGI: its two hooks do no I/O, so they run on the loop."""
+
+    async def __acall__(self, request):
+        response = self.process_request(request)
+        if response is None:
+            response = await self.get_response(request)
+        return self.process_response(request, response)

@@ -81,6 +81,7 @@ MIDDLEWARE = [
 # call never hops to a worker thread for middleware (see dac/asgi.py).
 DAC_GATEWAY_MIDDLEWARE = [
     "metrics.middleware.RequestMetricsMiddleware",
+    "dac.middleware.AsyncSecurityMiddleware",
     "dac.middleware.SecurityHeadersMiddleware",
     "corsheaders.middleware.CorsMiddleware",
 ]
@@ -128,6 +129,9 @@ def _database(url: str, *, pool: bool) -> dict:
         config.setdefault("OPTIONS", {})["pool"] = {
             "min_size": DB_POOL_MIN_SIZE, "max_size": DB_POOL_MAX_SIZE, "timeout": DB_POOL_TIMEOUT
         }
+        # Django hands the pool psycopg's check: a connection that died with a PostgreSQL
+        # restart is replaced on checkout (one empty round trip) instead of failing a request.
+        config["CONN_HEALTH_CHECKS"] = True
     return config
 
 
@@ -230,6 +234,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"RoutingRuleEnum": "routing.rules.RULE_NAMES"},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -22,3 +22,6 @@ urlpatterns = [
     path("", include("metrics.urls")),
     path("", include("tenants.urls")),
 ]
+
+handler404 = "dac.errors.not_found_view"
+handler500 = "dac.errors.server_error_view"

@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.services import Actor
@@ -91,7 +92,10 @@ def org_switch(request: HttpRequest) -> HttpResponse:
     if org_id not in {org.org_id for org in request.orgs}:
         raise Http404("No such organization.")
     request.session[SESSION_ORG_KEY] = org_id
-    return redirect(request.POST.get("next") or "tenants:dashboard")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        next_url = "threads:list"  # never off-site
+    return redirect(next_url)
 
 
 @login_required

@@ -14,9 +14,9 @@ from dac.errors import NotFound
 from tenants.models import User
 from tenants.permissions import IsOrgMember
 from threads import selectors
-from threads.models import Message
 from threads.services import Caller, SendOptions, message_send, thread_create, thread_update
 from threads.services.send import Delta, Failed, Finished
+from threads.services.threads import stale_answers_sweep
 
 MAX_PAGE = 200
 
@@ -160,6 +160,7 @@ class MessageListApi(APIView):
             limit = min(max(int(request.query_params.get("limit", 50)), 1), MAX_PAGE)
         except ValueError:
             raise serializers.ValidationError({"before": "before and limit must be whole numbers."}) from None
+        stale_answers_sweep(thread=thread)
         page = selectors.message_list(thread=thread, before_seq=before, limit=limit)
         next_before = page[0].seq if page and page[0].seq > 1 else None
         return Response({"results": MessageOutputSerializer(page, many=True).data, "next_before": next_before})
@@ -185,7 +186,7 @@ class MessageListApi(APIView):
             return response
         connection.close()  # nothing held while the provider answers
         answer = async_to_sync(handle.wait)()
-        message = Message.objects.get(pk=handle.assistant_message_id)
+        message = handle.message_from(answer)
         headers = handle.response_headers(answer.usage_headers)
         code = status.HTTP_201_CREATED if answer.status == "complete" else status.HTTP_502_BAD_GATEWAY
         body = MessageOutputSerializer(message).data
@@ -203,5 +204,5 @@ async def _api_events(handle):
         if isinstance(event, Delta):
             yield sse("delta", {"text": event.text})
         elif isinstance(event, (Finished, Failed)):
-            message = await sync_to_async(lambda: MessageOutputSerializer(Message.objects.get(pk=handle.assistant_message_id)).data)()
+            message = await sync_to_async(lambda: MessageOutputSerializer(handle.message_from(event.answer)).data)()
             yield sse("done" if isinstance(event, Finished) else "failed", {"message": message})

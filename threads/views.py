@@ -18,6 +18,7 @@ from tenants.decorators import org_member_required
 from threads import selectors
 from threads.models import Message
 from threads.services import Caller, SendOptions, message_send, thread_create, thread_update
+from threads.services.threads import stale_answers_sweep
 from threads.services.answer import message_stop
 from threads.services.send import Delta, Failed, Finished
 
@@ -63,6 +64,7 @@ def _provider_choices() -> list[tuple[str, str]]:
 @vary_on_headers("HX-Request")
 def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
     thread = _thread_or_404(thread_id)
+    stale_answers_sweep(thread=thread)
     before = request.GET.get("before")
     page = selectors.message_list(thread=thread, before_seq=int(before) if before and before.isdigit() else None, limit=PAGE_SIZE)
     context = {
@@ -104,8 +106,13 @@ def _sse(event: str, data) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-def _message_html(message_id: int) -> str:
-    message = Message.objects.select_related("thread").get(pk=message_id)
+def _message_html(handle, answer=None) -> str:
+    """The message as the chat page shows it; an answer is rendered from memory if the
+    database cannot be read right now."""
+    if answer is None:
+        message = Message.objects.get(pk=handle.user_message_id)
+    else:
+        message = handle.message_from(answer)
     return render_to_string("threads/_message.html", {"m": message})
 
 
@@ -142,13 +149,13 @@ async def message_send_view(request: HttpRequest, thread_id: int) -> HttpRespons
         return redirect("threads:detail", thread_id=thread_id)
 
     async def events():
-        user_html = await sync_to_async(_message_html)(handle.user_message_id)
+        user_html = await sync_to_async(_message_html)(handle)
         yield _sse("start", {"user_html": user_html, "assistant_id": handle.assistant_message_id, "decision": handle.plan.to_dict(chosen=handle.candidate)})
         async for event in handle.events():
             if isinstance(event, Delta):
                 yield _sse("delta", {"text": event.text})
             elif isinstance(event, (Finished, Failed)):
-                html = await sync_to_async(_message_html)(handle.assistant_message_id)
+                html = await sync_to_async(_message_html)(handle, event.answer)
                 name = "done" if isinstance(event, Finished) else "failed"
                 yield _sse(name, {"html": html, "error": event.answer.error_message, "category": event.answer.error_category})
 

@@ -119,3 +119,19 @@ def test_chat_page_streams_the_answer_over_sse(asgi_server, alice, org_a):
     events = [line.split(":", 1)[1].strip() for line in response.text.splitlines() if line.startswith("event:")]
     assert events[0] == "start" and "delta" in events and events[-1] == "done"
     assert "X-RateLimit-Remaining-Requests".lower() in response.headers
+
+
+def test_an_answer_left_streaming_long_ago_shows_as_interrupted(alice_client, org_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    thread = _thread(org_a)
+    with tenant_context(org_a):
+        Message.objects.create(org=org_a, thread=thread, seq=1, role="user", content="hi")
+        Message.objects.create(org=org_a, thread=thread, seq=2, role="assistant", status="streaming", created_at=timezone.now() - timedelta(hours=1))
+        Message.objects.create(org=org_a, thread=thread, seq=3, role="assistant", status="streaming")
+    page = alice_client.get(f"/threads/{thread.pk}/").content.decode()
+    assert "Interrupted" in page
+    with tenant_context(org_a):
+        assert list(Message.objects.filter(thread=thread, role="assistant").order_by("seq").values_list("status", flat=True)) == ["failed", "streaming"]

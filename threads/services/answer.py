@@ -59,10 +59,20 @@ async def answer_task(handle: SendHandle) -> None:
         answer.status, answer.error_category = Status.FAILED, "internal"
         answer.error_message = "DAC failed while answering; the error was logged. Try again."
         handle.queue.put_nowait(Failed(answer))
+        await _save_failure_with_retries(handle, answer)
+
+
+async def _save_failure_with_retries(handle: SendHandle, answer: Answer) -> None:
+    """Keep trying to record the failure while the database is away (bounded); past that, the
+    stale-answer sweep marks the row interrupted."""
+    for pause in (0.5, 1, 2, 4, 8, 15):
         try:
             await db_step(_finish, handle, answer)
-        except Exception:  # the database itself is down: the placeholder shows as interrupted
-            logger.exception("message_send: could not save the failed answer")
+            return
+        except Exception:
+            logger.warning("message_send: could not save the failed answer yet; retrying in %s s", pause)
+            await asyncio.sleep(pause)
+    logger.error("message_send: gave up saving the failed answer of message %s", handle.assistant_message_id)
 
 
 async def _answer_chain(handle: SendHandle, answer: Answer) -> None:

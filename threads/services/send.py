@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit.services import Actor
@@ -175,6 +175,19 @@ class SendHandle:
             "X-DAC-Provider": self.candidate.provider,
             "X-DAC-Rule": self.plan.rule,
         }
+
+    def message_from(self, answer: Answer) -> Message:
+        """The saved answer, or (when the database cannot be read) the same built from memory."""
+        try:
+            return Message.objects.get(pk=self.assistant_message_id)
+        except DatabaseError:
+            return Message(
+                id=self.assistant_message_id, org_id=self.caller.org_id, thread_id=self.thread_id, role="assistant",
+                content=answer.text, status=answer.status, provider=answer.provider, model=answer.model,
+                latency_ms=answer.latency_ms, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
+                citations=answer.citations, routing=answer.routing, error_category=answer.error_category,
+                error_message=answer.error_message, created_at=timezone.now(),
+            )
 
     async def wait(self) -> Answer:
         """The whole answer (starts it if needed)."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.utils import timezone
 
 from dac.errors import ValidationFailed
-from threads.models import Thread
+from threads.models import Message, Thread
 
 MAX_TITLE = 200
 
@@ -50,3 +53,16 @@ def thread_delete(*, thread: Thread) -> None:
     org_id, thread_id = thread.org_id, thread.pk
     thread.delete()
     memory.forget_thread(org_id=org_id, thread_id=thread_id)
+
+
+INTERRUPTED = "Interrupted: DAC stopped or lost its database while answering. Retry the message."
+
+
+def stale_answers_sweep(*, thread: Thread) -> int:
+    """Answers still 'streaming' long after any provider call could last were cut off (a worker
+    restart, a database outage): show them as failed instead of forever typing."""
+    timeout = settings.DAC_PROVIDER_TIMEOUT * (1 + settings.DAC_PROVIDER_RETRIES) + 60
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    return Message.objects.filter(thread=thread, status="streaming", created_at__lt=cutoff).update(
+        status="failed", error_category="internal", error_message=INTERRUPTED
+    )
