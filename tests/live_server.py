@@ -3,18 +3,17 @@ real streaming (SSE, client disconnects). Data must be committed (transaction=Tr
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import uvicorn
 
+from tests.servers import free_port
+
 
 class LiveServer:
     def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         from dac.asgi import application
 
         config = uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")

@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import signal
-import socket
-import subprocess
 import time
 from datetime import UTC, datetime
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -40,64 +35,12 @@ from providers.services.quota import (
     rate_limit_headers,
 )
 from tenants.context import tenant_context
+from tests.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db
 
 # 2026-11-26 20:48:00 UTC: the next UTC midnight is 3 h 12 min away.
 EVENING = datetime(2026, 11, 26, 20, 48, tzinfo=UTC).timestamp()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of the test's own, without persistence (a restart comes back empty)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
-            finally:
-                client.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)  # in case a test paused it
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def pause(self) -> None:
-        """Stop answering but keep the data: a hung Redis."""
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.kill(self.process.pid, signal.SIGCONT)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True)
 
 
 @pytest.fixture(scope="session")

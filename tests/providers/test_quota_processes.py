@@ -146,7 +146,7 @@ def _key(org) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_with_a_limit_of_137_exactly_137_of_400_concurrent_calls_from_4_processes_succeed_on_redis(org_a, workers):
-    from tests.providers.test_quota import RedisServer
+    from tests.servers import RedisServer
 
     server = RedisServer().start()
     try:
@@ -166,7 +166,7 @@ def test_with_a_limit_of_137_exactly_137_of_400_concurrent_calls_from_4_processe
 def test_with_a_limit_of_137_exactly_137_of_400_concurrent_calls_from_4_processes_succeed_on_the_postgres_fallback(org_a, workers):
     from providers.models import QuotaCounter
     from tenants.context import tenant_context
-    from tests.providers.test_quota import free_port
+    from tests.servers import free_port
 
     _set_requests_limit(org_a, 137)
     nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: every worker falls back
@@ -186,7 +186,7 @@ def test_with_a_limit_of_137_exactly_137_of_400_concurrent_calls_from_4_processe
 def test_killing_redis_mid_run_keeps_counting_exactly_in_postgres_and_carries_the_counts_back(org_a, workers, tmp_path):
     from providers.models import QuotaCounter
     from tenants.context import tenant_context
-    from tests.providers.test_quota import RedisServer
+    from tests.servers import RedisServer
 
     limit = 1200
     server = RedisServer().start()

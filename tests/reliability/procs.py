@@ -1,11 +1,11 @@
 """Real processes on loopback for the fault-injection tests: a private PostgreSQL cluster, a
-private redis-server, and DAC itself as a uvicorn subprocess with production settings.
+the redis-server of tests/servers.py, and DAC itself as a uvicorn subprocess with production settings.
 
 Nothing here touches the machine's own PostgreSQL (5432) or Redis (6379): every server is
 started on a free port in a temporary folder and killed when its test is done.
 
     with PgCluster(tmp) as pg:
-        redis = RedisProc().start()                              # kill() and start() again
+        redis = RedisServer().start()                              # kill() and start() again
         dac = DacProcess(tmp, pg=pg, redis_url=redis.url, extra_env={...})
         dac.prepare()          # roles, database, migrations, org + user + token
         dac.start()            # uvicorn on a free port; waits for /healthz
@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("DAC_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -32,12 +32,6 @@ PG_BIN = Path(os.environ.get("DAC_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 # The test suite's own secrets (dac/settings_test.py): never used outside tests.
 TEST_SECRET_KEY = "test-secret-key-for-the-dac-test-suite-only-0123456789"
 TEST_ENCRYPTION_KEYS = "dGVzdC1tYXN0ZXIta2V5LW9uZS1mb3ItZGFjLXRlc3Q=,dGVzdC1tYXN0ZXIta2V5LXR3by1mb3ItZGFjLXRlc3Q="
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pg_available() -> bool:
@@ -107,47 +101,6 @@ class PgCluster:
         with psycopg.connect(self.url("postgres", db), autocommit=True) as conn:
             cursor = conn.execute(query, params or [])
             return cursor.fetchall() if cursor.description else []
-
-
-class RedisProc:
-    """A redis-server of the test's own, without persistence: a restart comes back empty."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisProc:
-        import redis
-
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with redis.Redis(port=self.port, socket_connect_timeout=0.2) as client:
-                    client.ping()
-                return self
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def client(self):
-        import redis
-
-        return redis.Redis(port=self.port, decode_responses=True)
 
 
 class DacProcess:

@@ -28,7 +28,8 @@ import httpx
 import pytest
 
 from tests.fakes import Behaviour, FakeProvider
-from tests.reliability.procs import DacProcess, PgCluster, RedisProc, free_port, pg_available
+from tests.reliability.procs import DacProcess, PgCluster, pg_available
+from tests.servers import RedisServer, free_port
 
 pytestmark = [
     pytest.mark.skipif(not pg_available(), reason="PostgreSQL 15 server binaries are not installed"),
@@ -72,7 +73,7 @@ class Outcome:
 class Stack:
     base: Path
     pg: PgCluster
-    redis: RedisProc
+    redis: RedisServer
     fake: FakeProvider
     dac: DacProcess
     org_id: int = 0
@@ -131,7 +132,7 @@ def stack():
     base = Path(tempfile.mkdtemp(prefix="dac-faults-"))
     os.chmod(base, 0o755)  # the postgres system user must reach its cluster folder inside
     pg = PgCluster(base)
-    redis = RedisProc()
+    redis = RedisServer()
     fake = FakeProvider("openai").start()
     dac = None
     try:
