@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py --profile   # py-spy on one uvicorn worker under load → bench/profile.svg
     .venv/bin/python bench/run.py --queries   # DB statements, transactions, Redis commands, thread hops
 
---profile: one DAC worker (DEBUG off) at concurrency 16 against the fake upstream (no delay),
+--profile: one DAC worker (DEBUG off) at concurrency 16 against the fake upstream (no delay; both
+set by --profile-concurrency / --profile-delay),
 plain then streaming; py-spy samples the worker (`--gil`: only the thread holding the GIL, i.e.
 the CPU the worker spends, which bounds its throughput; and once without it: where requests wait,
 DB round trips included). Top functions by own and total time are printed (bench/pyspy_top.py) and
@@ -43,7 +44,7 @@ def _ensure_pyspy() -> None:
         subprocess.run([str(ROOT / ".venv" / "bin" / "pip"), "install", "--quiet", "py-spy"], check=True)
 
 
-def profile(bench, token: str, seconds: float = 12.0, concurrency: int = 16) -> None:
+def profile(bench, token: str, seconds: float = 12.0, concurrency: int = 16, delay_ms: int = 0) -> None:
     import loadgen
     import pyspy_top
     from common import expected_text
@@ -53,8 +54,8 @@ def profile(bench, token: str, seconds: float = 12.0, concurrency: int = 16) -> 
     server = bench.start_dac("dac-profile", 1, token)
     pid = server.proc.pid
     sections = [f"py-spy {subprocess.run([str(PYSPY), '--version'], capture_output=True, text=True).stdout.strip()} on one uvicorn worker"
-                f" (DEBUG off), concurrency {concurrency}, upstream delay 0, {seconds:.0f} s per capture, 200 samples/s.", ""]
-    bench.upstream_config(delay_ms=0)
+                f" (DEBUG off), concurrency {concurrency}, upstream delay {delay_ms} ms, {seconds:.0f} s per capture, 200 samples/s.", ""]
+    bench.upstream_config(delay_ms=delay_ms)
     captures = [("plain", "cpu", ["--gil"], "flamegraph"), ("plain", "cpu", ["--gil"], "raw"), ("plain", "wall", [], "raw"),
                 ("stream", "cpu", ["--gil"], "raw")]
     for mode, kind, flags, fmt in captures:
@@ -188,7 +189,7 @@ def _install_counters() -> None:
     async def call(self, *args, **kwargs):
         func = self.func
         name = getattr(func, "__qualname__", None) or type(func).__name__
-        if name == "_run_released" and args:  # threads.services.send._db(fn, ...)
+        if name == "_run_released" and args:  # dac.db.steps.db_step(fn, ...)
             name = f"_db({getattr(args[0], '__qualname__', args[0])})"
         COUNTS.hops[name] += 1
         return await original_call(self, *args, **kwargs)

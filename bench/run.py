@@ -574,6 +574,8 @@ def main() -> int:
     parser.add_argument("--soak-gap-ms", type=int, default=210, help="between content chunks: 1 s + 19 × 210 ms ≈ 5 s a stream")
     parser.add_argument("--soak-rounds", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="py-spy profile of DAC under load (bench/profile_dac.py)")
+    parser.add_argument("--profile-concurrency", type=int, default=16)
+    parser.add_argument("--profile-delay", type=int, default=0, help="upstream delay while profiling, ms")
     parser.add_argument("--queries", action="store_true", help="count DB statements / Redis commands / thread hops per request")
     parser.add_argument("--out", default="/tmp/dac-bench", help="logs, JSON and the markdown table")
     args = parser.parse_args()
@@ -599,7 +601,7 @@ def main() -> int:
             if args.queries:
                 profile_dac.queries(bench, token)
             if args.profile:
-                profile_dac.profile(bench, token)
+                profile_dac.profile(bench, token, concurrency=args.profile_concurrency, delay_ms=args.profile_delay)
             return 0
         targets = [t.strip() for t in args.targets.split(",") if t.strip()]
         soak = None

@@ -5,20 +5,37 @@ Reusing a client keeps TLS connections to providers alive between calls, which s
 so each loop gets its own: ASGI servers run one long-lived loop per worker, while `async_to_sync`
 and `asyncio.run()` in tests and commands create short-lived ones. Entries for loops that have
 closed or been garbage-collected are dropped when the next client is made.
+
+The client speaks httpx's API over aiohttp's connection pool (httpx-aiohttp's transport).
+httpcore's own pool walks every pooled connection, probing each socket, whenever a request
+starts or ends: with 64 calls in flight that was half of a worker's CPU (docs/performance.md).
+aiohttp's pool hands out an idle connection in constant time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import weakref
+from dataclasses import dataclass
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 _LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=100, keepalive_expiry=30.0)
 
+
+@dataclass(frozen=True)
+class _Entry:
+    loop: weakref.ReferenceType[asyncio.AbstractEventLoop]
+    client: httpx.AsyncClient
+    transport: AiohttpTransport
+
+
 _lock = threading.Lock()
-_clients: dict[int, tuple[weakref.ReferenceType[asyncio.AbstractEventLoop], httpx.AsyncClient]] = {}
+_clients: dict[int, _Entry] = {}
 
 
 def shared_client() -> httpx.AsyncClient:
@@ -28,21 +45,42 @@ def shared_client() -> httpx.AsyncClient:
     with _lock:
         entry = _clients.get(key)
         # id() values are reused after a loop is freed, so check it is the very same loop.
-        if entry is not None and entry[0]() is loop and not entry[1].is_closed:
-            return entry[1]
-        for other, (ref, _) in list(_clients.items()):
-            alive = ref()
-            if alive is None or alive.is_closed():
-                # Its connections died with their loop; there is nothing left to close cleanly.
-                del _clients[other]
+        if entry is not None and entry.loop() is loop and not entry.client.is_closed:
+            return entry.client
+        _forget_closed_loops()
+        transport = AiohttpTransport(limits=_LIMITS)
         client = httpx.AsyncClient(
-            limits=_LIMITS,
+            transport=transport,
             timeout=httpx.Timeout(30.0),  # every call passes its own; this is only a backstop
             follow_redirects=False,  # a redirect means a wrong base URL, not something to chase
             headers={"User-Agent": "DAC-gateway/1.0"},
         )
-        _clients[key] = (weakref.ref(loop), client)
+        _clients[key] = _Entry(weakref.ref(loop), client, transport)
         return client
+
+
+def _forget_closed_loops() -> None:
+    """Drop the clients of loops that have closed (short-lived loops: `async_to_sync` and
+    `asyncio.run()` in tests and commands). Their connections died with the loop and cannot be
+    closed cleanly any more; the aiohttp session and pool are only marked closed, so that they
+    are freed without "Unclosed client session" errors in the log."""
+    for key, entry in list(_clients.items()):
+        loop = entry.loop()
+        if loop is not None and not loop.is_closed():
+            continue
+        del _clients[key]
+        session = entry.transport.client
+        if isinstance(session, aiohttp.ClientSession):
+            connector = session.connector
+            session.detach()
+            if connector is not None:
+                connector._close()  # on a closed loop this only marks it closed
+
+
+@atexit.register
+def _forget_at_exit() -> None:
+    with _lock:
+        _forget_closed_loops()
 
 
 async def aclose_shared_client() -> None:
@@ -51,4 +89,4 @@ async def aclose_shared_client() -> None:
     with _lock:
         entry = _clients.pop(key, None)
     if entry is not None:
-        await entry[1].aclose()
+        await entry.client.aclose()

@@ -18,6 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 
 from .base import BaseAdapter, CompletionResult, Message, ProviderError, StreamEvent
@@ -25,6 +26,9 @@ from .client import shared_client
 from .sse import SSEDecoder
 
 logger = logging.getLogger(__name__)
+# What a failed exchange with a provider raises (the aiohttp transport maps most of its own
+# errors to httpx's; the rest pass through).
+TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, TimeoutError, aiohttp.ClientError)
 
 # Error `type` / `code` / `metadata.error_type` values that name a category when no HTTP status
 # does (errors embedded in a 200 body or stream often carry no numeric code).
@@ -189,7 +193,7 @@ class HTTPAdapter(BaseAdapter):
         try:
             async with asyncio.timeout(timeout):
                 response = await shared_client().post(url, headers=self._headers(), json=body, timeout=timeout)
-        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc) from None
         if not response.is_success:
             raise self._http_error(response)
@@ -222,7 +226,7 @@ class HTTPAdapter(BaseAdapter):
                     async with aclosing(self._sse_deltas(response, acc, started)) as pieces:
                         async for delta in pieces:
                             yield StreamEvent(delta)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc) from None
         if not acc.ended and acc.finish is None:
             # The connection closed cleanly but the provider never said it was done.
@@ -269,7 +273,7 @@ class HTTPAdapter(BaseAdapter):
         try:
             async with asyncio.timeout(timeout):
                 response = await shared_client().get(self._models_url(), headers=self._headers(), timeout=timeout)
-        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc) from None
         if not response.is_success:
             raise self._http_error(response)
@@ -345,7 +349,12 @@ class HTTPAdapter(BaseAdapter):
 
     def _transport_error(self, exc: Exception) -> ProviderError:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        cause = exc.__cause__
+        if isinstance(cause, aiohttp.ClientError) and not isinstance(cause, aiohttp.ServerTimeoutError):
+            # The aiohttp transport reports a refused or dropped connection as httpx's
+            # ConnectTimeout; it is the provider being unreachable, not slow.
+            exc = cause
+        if isinstance(exc, (httpx.TimeoutException, TimeoutError, aiohttp.ServerTimeoutError)):
             return self._error("timeout", None, f"no answer from {self.name} within the timeout ({detail})")
         if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
             return self._error("bad_request", None, f"invalid base URL for {self.name} ({detail})")
@@ -404,5 +413,5 @@ async def _drain(chunks: AsyncIterator[str]) -> None:
         async with asyncio.timeout(_DRAIN_SECONDS):
             async for _ in chunks:
                 pass
-    except (TimeoutError, httpx.HTTPError):
+    except TRANSPORT_ERRORS:
         pass
