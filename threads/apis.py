@@ -187,7 +187,7 @@ class MessageListApi(APIView):
         connection.close()  # nothing held while the provider answers
         answer = async_to_sync(handle.wait)()
         message = handle.message_from(answer)
-        headers = handle.response_headers(answer.usage_headers)
+        headers = handle.response_headers(handle.usage_headers_now())
         code = status.HTTP_201_CREATED if answer.status == "complete" else status.HTTP_502_BAD_GATEWAY
         body = MessageOutputSerializer(message).data
         if code != status.HTTP_201_CREATED:

@@ -16,6 +16,7 @@ import time
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from dac.db.steps import db_step
 from dac.errors import ApplicationError
 from metrics.services import overhead_observe
 from providers.adapters import ADAPTERS
@@ -23,7 +24,7 @@ from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate
 from threads.services import Caller, SendOptions, message_send
-from threads.services.send import Answer, Delta, Failed, Finished, SendHandle, db_step
+from threads.services.send import Answer, Delta, Failed, Finished, SendHandle
 
 MAX_BODY_BYTES = 2_000_000
 MAX_OUTPUT_TOKENS = 128_000

@@ -22,7 +22,8 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import AuditEvent, audit_records, sha256_hex
+from audit.services import AuditEvent, audit_records_async, sha256_hex
+from dac.db.steps import db_step
 from dac.errors import ApplicationError, NotFound, ValidationFailed
 from metrics.services import provider_call_record
 from providers import vault
@@ -34,7 +35,7 @@ from routing.services import Candidate
 from tenants.context import tenant_context
 from threads import memory
 from threads.models import Message, Status, Thread
-from threads.services.send import Answer, Delta, Failed, Finished, SendHandle, db_step, _reserve_from
+from threads.services.send import Answer, Delta, Failed, Finished, SendHandle, _reserve_from
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ _LOCAL_STOPS: set[int] = set()
 
 async def answer_task(handle: SendHandle) -> None:
     """Phase two: call providers along the chain; always ends with Finished or Failed."""
-    answer = Answer(usage_headers=handle.usage_headers)
+    answer = Answer()
     try:
         await _answer_chain(handle, answer)
     except Exception:  # a bug or a database outage must never leave the reader waiting
@@ -67,7 +68,7 @@ async def _save_failure_with_retries(handle: SendHandle, answer: Answer) -> None
     stale-answer sweep marks the row interrupted."""
     for pause in (0.5, 1, 2, 4, 8, 15):
         try:
-            await db_step(_finish, handle, answer)
+            await _finish(handle, answer)
             return
         except Exception:
             logger.warning("message_send: could not save the failed answer yet; retrying in %s s", pause)
@@ -84,7 +85,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
                 _LOCAL_STOPS.discard(handle.assistant_message_id)
                 await sync_to_async(cache.delete)(STOP_KEY.format(message_id=handle.assistant_message_id))
             answer.status = Status.COMPLETE
-            await db_step(_finish, handle, answer)
+            await _finish(handle, answer)
             handle.queue.put_nowait(Finished(answer))
             return
         if produced or error.category not in FALLBACK or handle.plan.explicit:
@@ -101,7 +102,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
     answer.status = Status.FAILED
     answer.error_category = error.category
     answer.error_message = _user_message_for(error, candidate.provider, produced)
-    await db_step(_finish, handle, answer)
+    await _finish(handle, answer)
     handle.queue.put_nowait(Failed(answer))
 
 
@@ -260,22 +261,36 @@ KEY_USED_RESOLUTION = 60.0
 _key_used_at: dict[int, float] = {}
 
 
-def _record_calls(handle: SendHandle, decision: AuditEvent) -> None:
-    """Audit every provider call of this answer and its routing decision in one transaction,
-    then measure the calls (buffered, off the request path)."""
-    org_id = handle.caller.org_id
-    audit_records(org_id=org_id, actor=handle.caller.actor, events=[*(call.audit for call in handle.calls), decision])
-    now = time.monotonic()
+async def _finish(handle: SendHandle, answer: Answer) -> None:
+    """Record the outcome before the caller hears it: the provider calls and the routing
+    decision audited (durable), the quota reconciled and the answer saved (complete, or failed
+    with what arrived), side by side; then the calls measured."""
+    if not answer.routing:
+        answer.routing = handle.plan.to_dict(chosen=handle.candidate)
+    if not handle.audited:
+        decision = AuditEvent(
+            "routing.decision", f"thread:{handle.thread_id}" if handle.thread_id else "gateway",
+            {**answer.routing, "outcome": answer.status},
+        )
+        events = [*(call.audit for call in handle.calls), decision]
+        audited, saved = await asyncio.gather(
+            audit_records_async(org_id=handle.caller.org_id, actor=handle.caller.actor, events=events),
+            db_step(_save_answer, handle, answer), return_exceptions=True,
+        )
+        if not isinstance(audited, BaseException):
+            handle.audited = True
+        for outcome in (audited, saved):
+            if isinstance(outcome, BaseException):
+                raise outcome
+    else:
+        await db_step(_save_answer, handle, answer)
     for call in handle.calls:
-        provider_call_record(org_id=org_id, **call.metrics)
-        if call.key_id and now - _key_used_at.get(call.key_id, 0.0) > KEY_USED_RESOLUTION:
-            _key_used_at[call.key_id] = now
-            ProviderKey.objects.filter(pk=call.key_id).update(last_used_at=timezone.now())
+        provider_call_record(org_id=handle.caller.org_id, **call.metrics)
     handle.calls.clear()
 
 
-def _finish(handle: SendHandle, answer: Answer) -> None:
-    """Reconcile the quota and save the answer (complete, or failed with what arrived)."""
+def _save_answer(handle: SendHandle, answer: Answer) -> None:
+    """Reconcile the quota and save the answer's message (when the exchange has a thread)."""
     org_id = handle.caller.org_id
     with tenant_context(org_id):
         if answer.status == Status.COMPLETE:
@@ -285,13 +300,11 @@ def _finish(handle: SendHandle, answer: Answer) -> None:
             quota.quota_reconcile(handle.reservation, actual_tokens=None)
         else:
             quota.quota_release(handle.reservation)
-        answer.usage_headers = quota.rate_limit_headers(quota.quota_usage(org_id=org_id, provider=handle.reservation.provider))
-        if not answer.routing:
-            answer.routing = handle.plan.to_dict(chosen=handle.candidate)
-        _record_calls(handle, AuditEvent(
-            "routing.decision", f"thread:{handle.thread_id}" if handle.thread_id else "gateway",
-            {**answer.routing, "outcome": answer.status},
-        ))
+        now = time.monotonic()
+        for call in handle.calls:
+            if call.key_id and now - _key_used_at.get(call.key_id, 0.0) > KEY_USED_RESOLUTION:
+                _key_used_at[call.key_id] = now
+                ProviderKey.objects.filter(pk=call.key_id).update(last_used_at=timezone.now())
         if handle.assistant_message_id is None:
             return
         with transaction.atomic():

@@ -26,12 +26,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from audit.services import Actor
+from dac.db.steps import db_step
 from dac.errors import Conflict, ProviderFailed, ValidationFailed
 from providers.services import quota
 from providers.services.keys import active_keys
@@ -99,7 +99,6 @@ class Answer:
     error_message: str = ""
     routing: dict = field(default_factory=dict)
     message_id: int | None = None
-    usage_headers: dict = field(default_factory=dict)
     stopped: bool = False
 
 
@@ -137,6 +136,7 @@ class SendHandle:
     usage_headers: dict
     stop_checked_at: float = 0.0
     calls: list = field(default_factory=list)  # answer.CallRecord of each provider call so far
+    audited: bool = False  # the calls and the routing decision are in the audit log
     queue: asyncio.Queue | None = None
     task: asyncio.Task | None = None
 
@@ -167,6 +167,11 @@ class SendHandle:
             if isinstance(event, (Finished, Failed)):
                 return
 
+    def usage_headers_now(self) -> dict:
+        """X-RateLimit-* as they stand now (after the answer: with its real token count)."""
+        usage = quota.quota_usage(org_id=self.caller.org_id, provider=self.reservation.provider)
+        return quota.rate_limit_headers(usage)
+
     def response_headers(self, usage_headers: dict | None = None) -> dict:
         """What every provider-calling response says: quota state, DAC's overhead, the route."""
         return {
@@ -195,20 +200,6 @@ class SendHandle:
             if isinstance(event, (Finished, Failed)):
                 return event.answer
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover
-
-
-def _run_released(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        if not connection.in_atomic_block:
-            connection.close()  # back to the pool: nothing is held across a provider call
-
-
-async def db_step(fn, *args, **kwargs):
-    """Run a database step in the shared thread pool (no thread per request) and give the
-    connection back to the pool at once."""
-    return await sync_to_async(_run_released, thread_sensitive=False)(fn, *args, **kwargs)
 
 
 def validate_content(content) -> str:
