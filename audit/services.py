@@ -86,20 +86,27 @@ def audit_records(*, org_id: int | None, actor: Actor, events: list[AuditEvent])
     routing decision are written together).
     """
     with transaction.atomic():
-        return _append(org_id, actor, events)
+        return _append(org_id, [(actor, events)])[0]
 
 
-# Lock the chain and read its head (audit/migrations/0005), then one multi-row INSERT.
+# Lock the chain and read its head (audit/migrations/0005), then insert every row from one JSON
+# parameter: the statement's text is the same for any number of rows (a multi-row VALUES list
+# would be a new text for each batch size, re-parsed each time).
 _HEAD_SQL = "SELECT seq, hash FROM dac_audit_chain_head(%s)"
+_COLUMNS = (
+    "org_id bigint, seq bigint, actor_type text, actor_id text, actor_label text, event text, target text,"
+    " details jsonb, request_hash text, response_hash text, created_at timestamptz, prev_hash text, hash text"
+)
 _INSERT_SQL = (
     "INSERT INTO audit_auditlog (org_id, seq, actor_type, actor_id, actor_label, event, target, details,"
-    " request_hash, response_hash, created_at, prev_hash, hash) VALUES "
+    " request_hash, response_hash, created_at, prev_hash, hash)"
+    f" SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r({_COLUMNS}) RETURNING id"
 )
-_ROW_SQL = "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)"
 
 
-def _append(org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[AuditLog]:
-    """Link `events` to the head of the org's chain and insert them (inside a transaction)."""
+def _append(org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -> list[list[AuditLog]]:
+    """Link the events of several appends, in order, to the head of one org's chain and insert
+    them: one lock, one head read, one INSERT (inside a transaction)."""
     # Writing another chain than the caller's (system events, sign-up) is allowed only here.
     token = set_tenant(Tenant(org_id=org_id, operator=org_id is None or current_tenant().operator))
     try:
@@ -107,26 +114,32 @@ def _append(org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[
             cursor.execute(_HEAD_SQL, [org_id])
             head = cursor.fetchone()
             seq, prev_hash = head if head else (0, GENESIS_HASH)
-            rows, params = [], []
-            for item in events:
-                seq += 1
-                row = AuditLog(
-                    org_id=org_id, seq=seq, actor_type=actor.type, actor_id=actor.id, actor_label=actor.label,
-                    event=item.event, target=item.target, details=item.details, request_hash=item.request_hash,
-                    response_hash=item.response_hash, created_at=timezone.now(), prev_hash=prev_hash,
-                )
-                row.hash = prev_hash = link_hash(prev_hash, row_content(row))
-                rows.append(row)
-                params += [
-                    org_id, seq, row.actor_type, row.actor_id, row.actor_label, row.event, row.target,
-                    json.dumps(row.details, ensure_ascii=False), row.request_hash, row.response_hash,
-                    row.created_at, row.prev_hash, row.hash,
-                ]
-            cursor.execute(_INSERT_SQL + ", ".join([_ROW_SQL] * len(rows)) + " RETURNING id", params)
-            for row, (pk,) in zip(rows, cursor.fetchall()):
-                row.pk = row.id = pk
-                row._state.adding = False
-        return rows
+            written, records = [], []
+            for actor, events in appends:
+                rows = []
+                for item in events:
+                    seq += 1
+                    row = AuditLog(
+                        org_id=org_id, seq=seq, actor_type=actor.type, actor_id=actor.id, actor_label=actor.label,
+                        event=item.event, target=item.target, details=item.details, request_hash=item.request_hash,
+                        response_hash=item.response_hash, created_at=timezone.now(), prev_hash=prev_hash,
+                    )
+                    row.hash = prev_hash = link_hash(prev_hash, row_content(row))
+                    rows.append(row)
+                    records.append({
+                        "org_id": org_id, "seq": seq, "actor_type": row.actor_type, "actor_id": row.actor_id,
+                        "actor_label": row.actor_label, "event": row.event, "target": row.target, "details": row.details,
+                        "request_hash": row.request_hash, "response_hash": row.response_hash,
+                        "created_at": row.created_at.isoformat(), "prev_hash": row.prev_hash, "hash": row.hash,
+                    })
+                written.append(rows)
+            if records:
+                cursor.execute(_INSERT_SQL, [json.dumps(records, ensure_ascii=False)])
+                every_row = [row for rows in written for row in rows]
+                for row, (pk,) in zip(every_row, cursor.fetchall()):
+                    row.pk = pk
+                    row._state.adding = False
+        return written
     finally:
         reset_tenant(token)
 
@@ -186,13 +199,18 @@ class _GroupCommit:
 
 
 def _write_batch(batch) -> list[list[AuditLog]]:
-    """All the waiting appends in one transaction, chains locked in org order (no deadlock)."""
+    """All the waiting appends in one transaction: per org, one lock, one head read and one
+    INSERT; the orgs' chains locked in id order, as every writer does (no deadlock)."""
+    by_org: dict[int | None, list[int]] = {}
+    for index, (org_id, *_) in enumerate(batch):
+        by_org.setdefault(org_id, []).append(index)
     results: list = [None] * len(batch)
     with transaction.atomic():
-        order = sorted(range(len(batch)), key=lambda i: (batch[i][0] is not None, batch[i][0] or 0))
-        for index in order:
-            org_id, actor, events, _ = batch[index]
-            results[index] = _append(org_id, actor, events)
+        for org_id in sorted(by_org, key=lambda org: (org is not None, org or 0)):
+            indexes = by_org[org_id]
+            written = _append(org_id, [(batch[i][1], batch[i][2]) for i in indexes])
+            for index, rows in zip(indexes, written):
+                results[index] = rows
     return results
 
 

@@ -255,6 +255,8 @@ DAC_QUOTA_LIMITS_CACHE_SECONDS = env.float("DAC_QUOTA_LIMITS_CACHE_SECONDS", def
 DAC_QUOTA_KEY_PREFIX = env.str("DAC_QUOTA_KEY_PREFIX", default="dac:q")
 DAC_KEY_TESTS_PER_HOUR = env.int("DAC_KEY_TESTS_PER_HOUR", default=30)
 DAC_TOKEN_CACHE_SECONDS = env.float("DAC_TOKEN_CACHE_SECONDS", default=5.0)
+# Active keys, routing settings and the context window, per org and process (dac/org_cache.py).
+DAC_SETTINGS_CACHE_SECONDS = env.float("DAC_SETTINGS_CACHE_SECONDS", default=5.0)
 DAC_LOGIN_MAX_FAILURES = env.int("DAC_LOGIN_MAX_FAILURES", default=5)
 DAC_LOGIN_WINDOW_SECONDS = env.int("DAC_LOGIN_WINDOW_SECONDS", default=900)
 

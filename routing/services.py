@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dac.errors import Forbidden, ValidationFailed
+from dac.org_cache import PerOrgCache
 from routing import rules
 from routing.models import RoutingSettings
+from tenants.context import require_org_id
 
 # After the rules' own providers, anything else the org configured (a custom endpoint).
 EXTRA_FALLBACKS = ("openai_compatible",)
@@ -57,7 +59,15 @@ class OrgRouting:
     models: dict[str, str]
 
 
+_org_routing: PerOrgCache[OrgRouting] = PerOrgCache("org_routing", RoutingSettings)
+
+
 def org_routing() -> OrgRouting:
+    """The current org's routing settings (cached for a few seconds: dac/org_cache.py)."""
+    return _org_routing.get(require_org_id(), _load_org_routing)
+
+
+def _load_org_routing() -> OrgRouting:
     row = RoutingSettings.objects.first()
     if row is None:
         return OrgRouting(None, frozenset(), {})

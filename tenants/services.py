@@ -194,19 +194,27 @@ class TokenInvalid(Exception):
 _verified: dict[str, tuple[float, ApiToken]] = {}
 
 
-def api_token_authenticate(*, plaintext: str) -> ApiToken:
-    """Check a bearer token in constant time and return it; sets nothing in context."""
-    digest = _hash_secret(plaintext)
-    now_mono = time.monotonic()
-    hit = _verified.get(digest)
-    if hit is not None and hit[0] > now_mono:
+def api_token_cached(plaintext: str) -> ApiToken | None:
+    """The token if this process verified it within DAC_TOKEN_CACHE_SECONDS (no database: async
+    callers try this before hopping to a thread for `api_token_authenticate`)."""
+    hit = _verified.get(_hash_secret(plaintext))
+    if hit is not None and hit[0] > time.monotonic():
         token = hit[1]
         if token.expires_at is None or token.expires_at > timezone.now():
             return token
+    return None
+
+
+def api_token_authenticate(*, plaintext: str) -> ApiToken:
+    """Check a bearer token in constant time and return it; sets nothing in context."""
+    token = api_token_cached(plaintext)
+    if token is not None:
+        return token
+    digest = _hash_secret(plaintext)
     token = _api_token_verify(plaintext, digest)
     if len(_verified) > 10_000:
         _verified.clear()
-    _verified[digest] = (now_mono + settings.DAC_TOKEN_CACHE_SECONDS, token)
+    _verified[digest] = (time.monotonic() + settings.DAC_TOKEN_CACHE_SECONDS, token)
     return token
 
 

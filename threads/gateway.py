@@ -22,7 +22,7 @@ from metrics.services import overhead_observe
 from providers.adapters import ADAPTERS
 from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
-from tenants.services import TokenInvalid, api_token_authenticate
+from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
 from threads.services import Caller, SendOptions, message_send
 from threads.services.send import Answer, Delta, Failed, Finished, SendHandle
 
@@ -37,6 +37,7 @@ _FAILURE_STATUS = {
     "quota_exceeded": (502, "upstream_quota_exceeded"),
     "bad_request": (400, "invalid_request_error"),
     "content_filtered": (400, "content_filter"),
+    "unrecorded": (503, "service_unavailable"),  # DAC's database is down: the answer is withheld
 }
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
 
@@ -72,6 +73,9 @@ async def _authenticate(request: HttpRequest):
     plaintext = bearer_token(request)
     if not plaintext:
         raise GatewayError(401, "Missing API key: send `Authorization: Bearer <DAC API token>`.", code="invalid_api_key")
+    token = api_token_cached(plaintext)
+    if token is not None:
+        return token
     try:
         return await db_step(api_token_authenticate, plaintext=plaintext)
     except TokenInvalid as exc:

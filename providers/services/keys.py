@@ -11,10 +11,12 @@ from django.utils import timezone
 
 from audit.services import Actor, audit_record
 from dac.errors import NotFound, ValidationFailed
+from dac.org_cache import PerOrgCache
 from providers import vault
 from providers.adapters import PROVIDER_NAMES, ProviderError, get_adapter
 from providers.models import ProviderKey
 from providers.urlsafety import validate_base_url
+from tenants.context import require_org_id
 
 MAX_KEY_LENGTH = 512
 # Printable ASCII, no spaces: what every provider's keys look like; catches pasted junk.
@@ -96,9 +98,13 @@ def provider_key_plaintext(key: ProviderKey) -> str:
     return vault.decrypt(key.ciphertext, org_id=key.org_id)
 
 
+_active_keys: PerOrgCache[dict[str, ProviderKey]] = PerOrgCache("active_keys", ProviderKey)
+
+
 def active_keys() -> dict[str, ProviderKey]:
-    """The current org's active key per provider."""
-    return {key.provider: key for key in ProviderKey.objects.filter(is_active=True)}
+    """The current org's active key per provider (cached for a few seconds: dac/org_cache.py)."""
+    load = lambda: {key.provider: key for key in ProviderKey.objects.filter(is_active=True)}  # noqa: E731
+    return dict(_active_keys.get(require_org_id(), load))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from audit.services import AuditEvent, audit_records_async, sha256_hex
@@ -55,10 +55,16 @@ async def answer_task(handle: SendHandle) -> None:
     answer = Answer()
     try:
         await _answer_chain(handle, answer)
-    except Exception:  # a bug or a database outage must never leave the reader waiting
+    except Exception as exc:  # a bug or a database outage must never leave the reader waiting
         logger.exception("message_send: answer task failed")
-        answer.status, answer.error_category = Status.FAILED, "internal"
-        answer.error_message = "DAC failed while answering; the error was logged. Try again."
+        answer.status = Status.FAILED
+        if isinstance(exc, DatabaseError):
+            # The answer could not be recorded (audit log, quota, message), so it is not delivered.
+            answer.error_category = "unrecorded"
+            answer.error_message = "DAC's database is unavailable, so the answer could not be recorded. Try again in a moment."
+        else:
+            answer.error_category = "internal"
+            answer.error_message = "DAC failed while answering; the error was logged. Try again."
         handle.queue.put_nowait(Failed(answer))
         await _save_failure_with_retries(handle, answer)
 
@@ -83,7 +89,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
         if error is None:
             if answer.stopped:
                 _LOCAL_STOPS.discard(handle.assistant_message_id)
-                await sync_to_async(cache.delete)(STOP_KEY.format(message_id=handle.assistant_message_id))
+                await sync_to_async(cache.delete, thread_sensitive=False)(STOP_KEY.format(message_id=handle.assistant_message_id))
             answer.status = Status.COMPLETE
             await _finish(handle, answer)
             handle.queue.put_nowait(Finished(answer))
@@ -348,7 +354,7 @@ async def _stop_requested(handle: SendHandle) -> bool:
     if now - handle.stop_checked_at < STOP_CHECK_SECONDS:
         return False
     handle.stop_checked_at = now
-    return bool(await sync_to_async(cache.get)(STOP_KEY.format(message_id=message_id)))
+    return bool(await sync_to_async(cache.get, thread_sensitive=False)(STOP_KEY.format(message_id=message_id)))
 
 
 def message_stop(*, thread_id: int, message_id: int) -> bool:

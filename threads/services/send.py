@@ -33,10 +33,12 @@ from django.utils import timezone
 from audit.services import Actor
 from dac.db.steps import db_step
 from dac.errors import Conflict, ProviderFailed, ValidationFailed
+from dac.org_cache import PerOrgCache
 from providers.services import quota
 from providers.services.keys import active_keys
 from routing.services import Candidate, RoutePlan, org_routing, plan_route
 from tenants.context import tenant_context
+from tenants.models import Organization
 from tenants.services import user_may_use_provider
 from threads import memory
 from threads.models import Message, Status, Thread
@@ -340,10 +342,11 @@ def _overhead_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _context_window(org_id: int) -> int:
-    from tenants.models import Organization
+_context_windows: PerOrgCache[int] = PerOrgCache("context_window", Organization)
 
-    return Organization.objects.values_list("context_window", flat=True).get(pk=org_id)
+
+def _context_window(org_id: int) -> int:
+    return _context_windows.get(org_id, lambda: Organization.objects.values_list("context_window", flat=True).get(pk=org_id))
 
 
 def _with_system_prompt(conversation: list[dict], recalled: list) -> list[dict]:

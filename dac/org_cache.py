@@ -1,0 +1,48 @@
+"""`PerOrgCache`: a few seconds' in-process copy of per-org settings read on every provider call
+(active keys, routing settings, the context window), so a call does not query them each time.
+
+Saving or deleting a row of one of the watched models forgets that org's entry in this process
+at once, and again when the transaction commits; other worker processes see the change within
+DAC_SETTINGS_CACHE_SECONDS (like the API-token cache, docs/security.md). Cached values are
+shared between requests: treat them as read-only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+T = TypeVar("T")
+
+
+class PerOrgCache(Generic[T]):
+    def __init__(self, name: str, *models) -> None:
+        self._entries: dict[int, tuple[float, T]] = {}
+        for model in models:
+            for signal in (post_save, post_delete):
+                signal.connect(self._changed, sender=model, weak=False, dispatch_uid=f"dac.org_cache.{name}.{model.__name__}.{id(signal)}")
+
+    def get(self, org_id: int, load: Callable[[], T]) -> T:
+        now = time.monotonic()
+        hit = self._entries.get(org_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[org_id] = (now + settings.DAC_SETTINGS_CACHE_SECONDS, value)
+        return value
+
+    def forget(self, org_id: int) -> None:
+        self._entries.pop(org_id, None)
+
+    def _changed(self, sender, instance, **kwargs) -> None:
+        # An Organization is its own org; every other watched model has org_id.
+        org_id = getattr(instance, "org_id", None) or instance.pk
+        self.forget(org_id)
+        transaction.on_commit(lambda: self.forget(org_id))
