@@ -53,6 +53,7 @@ class PgCluster:
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
         self.port = free_port()
+        self.started = False
 
     def __enter__(self) -> PgCluster:
         return self.init().start()
@@ -80,8 +81,19 @@ class PgCluster:
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "30", action, *extra, timeout=timeout)
 
     def start(self) -> PgCluster:
-        self._ctl("start")
-        return self
+        # free_port() only finds a port that was free a moment ago: on the first start another
+        # process may have taken it, so pick another. Later starts must keep the port DAC uses.
+        for _ in range(3):
+            try:
+                self._ctl("start")
+                self.started = True
+                return self
+            except subprocess.CalledProcessError as exc:
+                log = self.log.read_text() if self.log.exists() else ""
+                if self.started or "could not bind" not in log:
+                    raise RuntimeError(f"pg_ctl start failed ({exc.stderr.strip()}):\n{log[-3000:]}") from exc
+                self.port = free_port()
+        raise RuntimeError("pg_ctl start: no free port after 3 tries")
 
     def stop(self) -> None:
         self._ctl("stop", "-m", "fast")
