@@ -9,7 +9,7 @@ import json
 import weakref
 from dataclasses import dataclass, field
 
-from django.db import connections, transaction
+from django.db import connections
 from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, link_hash, row_content
@@ -79,78 +79,87 @@ def audit_record(
 
 
 def audit_records(*, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[AuditLog]:
-    """Append several events to one chain in one short transaction, committed on return.
+    """Append several events to one chain, durably: in the caller's transaction if there is one
+    (an audited change and its record commit together), else committed on return.
 
-    The per-org advisory lock makes seq gapless and the chain linear with many writers; one
-    lock and one read of the chain's head serve all the events (a provider call and its
-    routing decision are written together).
+    The chain's lock (taken by dac_audit_append) makes seq gapless and the chain linear with
+    many writers; one call links and writes all the events (a provider call and its routing
+    decision are written together).
     """
-    with transaction.atomic():
-        return _append(org_id, [(actor, events)])[0]
+    return _append(org_id, [(actor, events)])[0]
 
 
-# Lock the chain and read its head (audit/migrations/0005), then insert every row from one JSON
-# parameter: the statement's text is the same for any number of rows (a multi-row VALUES list
-# would be a new text for each batch size, re-parsed each time).
-_HEAD_SQL = "SELECT seq, hash FROM dac_audit_chain_head(%s)"
-_COLUMNS = (
-    "org_id bigint, seq bigint, actor_type text, actor_id text, actor_label text, event text, target text,"
-    " details jsonb, request_hash text, response_hash text, created_at timestamptz, prev_hash text, hash text"
-)
-_INSERT_SQL = (
-    "INSERT INTO audit_auditlog (org_id, seq, actor_type, actor_id, actor_label, event, target, details,"
-    " request_hash, response_hash, created_at, prev_hash, hash)"
-    f" SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r({_COLUMNS}) RETURNING id"
-)
+# The head (seq, hash) each chain had after this process's last append to it: rows are linked
+# to it and dac_audit_append (audit/migrations/0005) checks it under the chain's lock, so an
+# append is one statement; a head moved by another process costs one more.
+_heads: dict[int | None, tuple[int, str]] = {}
+_APPEND_SQL = "SELECT appended, head_seq, head_hash, ids FROM dac_audit_append(%s, %s, %s::jsonb)"
+_MAX_ATTEMPTS = 20
 
 
 def _append(org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -> list[list[AuditLog]]:
-    """Link the events of several appends, in order, to the head of one org's chain and insert
-    them: one lock, one head read, one INSERT (inside a transaction)."""
+    """Link the events of several appends, in order, to the head of one org's chain and write
+    them in one statement (retried with the current head if another writer moved it)."""
     # Writing another chain than the caller's (system events, sign-up) is allowed only here.
     token = set_tenant(Tenant(org_id=org_id, operator=org_id is None or current_tenant().operator))
     try:
+        head = _heads.get(org_id)
         with connections["default"].cursor() as cursor:
-            cursor.execute(_HEAD_SQL, [org_id])
-            head = cursor.fetchone()
-            seq, prev_hash = head if head else (0, GENESIS_HASH)
-            written, records = [], []
-            for actor, events in appends:
-                rows = []
-                for item in events:
-                    seq += 1
-                    row = AuditLog(
-                        org_id=org_id, seq=seq, actor_type=actor.type, actor_id=actor.id, actor_label=actor.label,
-                        event=item.event, target=item.target, details=item.details, request_hash=item.request_hash,
-                        response_hash=item.response_hash, created_at=timezone.now(), prev_hash=prev_hash,
-                    )
-                    row.hash = prev_hash = link_hash(prev_hash, row_content(row))
-                    rows.append(row)
-                    records.append({
-                        "org_id": org_id, "seq": seq, "actor_type": row.actor_type, "actor_id": row.actor_id,
-                        "actor_label": row.actor_label, "event": row.event, "target": row.target, "details": row.details,
-                        "request_hash": row.request_hash, "response_hash": row.response_hash,
-                        "created_at": row.created_at.isoformat(), "prev_hash": row.prev_hash, "hash": row.hash,
-                    })
-                written.append(rows)
-            if records:
-                cursor.execute(_INSERT_SQL, [json.dumps(records, ensure_ascii=False)])
-                every_row = [row for rows in written for row in rows]
-                for row, (pk,) in zip(every_row, cursor.fetchall()):
-                    row.pk = pk
-                    row._state.adding = False
+            for _ in range(_MAX_ATTEMPTS):
+                written, records = _link(org_id, appends, head or (0, GENESIS_HASH))
+                cursor.execute(_APPEND_SQL, [org_id, head[0] if head else None, json.dumps(records, ensure_ascii=False)])
+                appended, head_seq, head_hash, ids = cursor.fetchone()
+                if appended:
+                    break
+                head = (head_seq, head_hash)
+            else:
+                raise RuntimeError(f"audit: the chain of org {org_id} kept moving; nothing was appended")
+        rows = [row for group in written for row in group]
+        for row, pk in zip(rows, ids):
+            row.pk = pk
+            row._state.adding = False
+        if rows:
+            _heads[org_id] = (rows[-1].seq, rows[-1].hash)
         return written
+    except BaseException:
+        _heads.pop(org_id, None)  # e.g. rolled back with the caller's transaction: ask again
+        raise
     finally:
         reset_tenant(token)
+
+
+def _link(org_id: int | None, appends, head: tuple[int, str]) -> tuple[list[list[AuditLog]], list[dict]]:
+    """The rows of each append, hash-linked from `head`, and the same as JSON records."""
+    seq, prev_hash = head
+    written, records = [], []
+    for actor, events in appends:
+        rows = []
+        for item in events:
+            seq += 1
+            row = AuditLog(
+                org_id=org_id, seq=seq, actor_type=actor.type, actor_id=actor.id, actor_label=actor.label,
+                event=item.event, target=item.target, details=item.details, request_hash=item.request_hash,
+                response_hash=item.response_hash, created_at=timezone.now(), prev_hash=prev_hash,
+            )
+            row.hash = prev_hash = link_hash(prev_hash, row_content(row))
+            rows.append(row)
+            records.append({
+                "org_id": org_id, "seq": seq, "actor_type": row.actor_type, "actor_id": row.actor_id,
+                "actor_label": row.actor_label, "event": row.event, "target": row.target, "details": row.details,
+                "request_hash": row.request_hash, "response_hash": row.response_hash,
+                "created_at": row.created_at.isoformat(), "prev_hash": row.prev_hash, "hash": row.hash,
+            })
+        written.append(rows)
+    return written, records
 
 
 async def audit_records_async(*, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[AuditLog]:
     """`audit_records` for async code, with group commit: returns once the events are durable.
 
     Appends that arrive while a write is in progress wait and go together in the next one: one
-    transaction, one lock and one head read per org, one commit for the lot. Under load that
-    turns a per-org queue of transactions (each waiting for the previous commit) into a few
-    larger ones; alone, an append is written at once. Nothing is acknowledged before its commit.
+    statement (one lock, one commit) per org for the lot. Under load that turns a per-org queue
+    of commits into a few larger ones; alone, an append is written at once. Nothing is
+    acknowledged before its commit.
     """
     return await _group_commit().append(org_id, actor, events)
 
@@ -179,14 +188,8 @@ class _GroupCommit:
                 batch, self.waiting = self.waiting, []
                 try:
                     results = await db_step(_write_batch, batch)
-                except Exception:
-                    # One bad append must not fail the others: write each on its own.
-                    results = []
-                    for org_id, actor, events, _ in batch:
-                        try:
-                            results.append(await db_step(audit_records, org_id=org_id, actor=actor, events=events))
-                        except Exception as exc:  # noqa: BLE001 - handed to its waiter
-                            results.append(exc)
+                except Exception as exc:  # noqa: BLE001 - e.g. no database connection: every waiter hears it
+                    results = [exc] * len(batch)
                 for (*_, future), result in zip(batch, results):
                     if future.done():
                         continue  # its waiter was cancelled; the rows are written all the same
@@ -198,19 +201,24 @@ class _GroupCommit:
             self.writing = False
 
 
-def _write_batch(batch) -> list[list[AuditLog]]:
-    """All the waiting appends in one transaction: per org, one lock, one head read and one
-    INSERT; the orgs' chains locked in id order, as every writer does (no deadlock)."""
+def _write_batch(batch) -> list:
+    """All the waiting appends, one statement (one transaction, one commit) per org. Returns,
+    per append, its rows or the exception that kept it out: when an org's statement fails
+    (it then wrote nothing), its appends are tried one by one, so a bad one fails alone."""
     by_org: dict[int | None, list[int]] = {}
     for index, (org_id, *_) in enumerate(batch):
         by_org.setdefault(org_id, []).append(index)
     results: list = [None] * len(batch)
-    with transaction.atomic():
-        for org_id in sorted(by_org, key=lambda org: (org is not None, org or 0)):
-            indexes = by_org[org_id]
-            written = _append(org_id, [(batch[i][1], batch[i][2]) for i in indexes])
-            for index, rows in zip(indexes, written):
+    for org_id, indexes in by_org.items():
+        try:
+            for index, rows in zip(indexes, _append(org_id, [(batch[i][1], batch[i][2]) for i in indexes])):
                 results[index] = rows
+        except Exception:
+            for index in indexes:
+                try:
+                    results[index] = _append(org_id, [(batch[index][1], batch[index][2])])[0]
+                except Exception as exc:  # noqa: BLE001 - handed to its waiter
+                    results[index] = exc
     return results
 
 

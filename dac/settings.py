@@ -247,6 +247,8 @@ DAC_DEFAULT_TOKENS_PER_DAY = env.int("DAC_DEFAULT_TOKENS_PER_DAY", default=100_0
 DAC_ALLOW_PRIVATE_BASE_URLS = env.bool("DAC_ALLOW_PRIVATE_BASE_URLS", default=False)
 DAC_PROVIDER_TIMEOUT = env.float("DAC_PROVIDER_TIMEOUT", default=60.0)
 DAC_DEMO_STREAM_DELAY_MS = env.int("DAC_DEMO_STREAM_DELAY_MS", default=15)
+# Provider calls in flight at once per worker process; more wait for a free connection.
+DAC_PROVIDER_MAX_CONNECTIONS = env.int("DAC_PROVIDER_MAX_CONNECTIONS", default=2000)
 DAC_PROVIDER_RETRIES = env.int("DAC_PROVIDER_RETRIES", default=2)
 DAC_PROVIDER_RETRY_BACKOFF = env.float("DAC_PROVIDER_RETRY_BACKOFF", default=0.25)
 DAC_DEFAULT_MAX_TOKENS = env.int("DAC_DEFAULT_MAX_TOKENS", default=1024)

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import aiohttp
 import httpx
+from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
 
-_LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=100, keepalive_expiry=30.0)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,12 @@ def shared_client() -> httpx.AsyncClient:
         if entry is not None and entry.loop() is loop and not entry.client.is_closed:
             return entry.client
         _forget_closed_loops()
-        transport = AiohttpTransport(limits=_LIMITS)
+        limits = httpx.Limits(
+            max_connections=settings.DAC_PROVIDER_MAX_CONNECTIONS,  # calls in flight to providers, per process
+            max_keepalive_connections=100,
+            keepalive_expiry=30.0,
+        )
+        transport = AiohttpTransport(limits=limits)
         client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(30.0),  # every call passes its own; this is only a backstop
