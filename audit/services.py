@@ -18,7 +18,6 @@ from dac.db.steps import db_step
 from tenants.context import Tenant, current_tenant, reset_tenant, set_tenant
 
 
-
 @dataclass(frozen=True, slots=True)
 class Actor:
     type: str
@@ -100,6 +99,8 @@ _MAX_ATTEMPTS = 20
 def _append(org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -> list[list[AuditLog]]:
     """Link the events of several appends, in order, to the head of one org's chain and write
     them in one statement (retried with the current head if another writer moved it)."""
+    if not any(events for _, events in appends):
+        return [[] for _ in appends]
     # Writing another chain than the caller's (system events, sign-up) is allowed only here.
     token = set_tenant(Tenant(org_id=org_id, operator=org_id is None or current_tenant().operator))
     try:

@@ -94,3 +94,12 @@ def test_a_head_moved_by_another_process_is_relinked_not_forked(org_a):
     out = StringIO()
     call_command("verify_audit", stdout=out)
     assert "verified" in out.getvalue()
+
+
+def test_an_append_of_no_events_writes_nothing(org_a):
+    from audit.services import audit_records
+
+    with tenant_context(org_a):
+        before = AuditLog.objects.filter(org_id=org_a.id).count()
+        assert audit_records(org_id=org_a.id, actor=Actor.system(), events=[]) == []
+        assert AuditLog.objects.filter(org_id=org_a.id).count() == before
