@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 import httpx
 from django.conf import settings
-from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
 
 
 
@@ -31,7 +31,6 @@ from httpx_aiohttp import AiohttpTransport
 class _Entry:
     loop: weakref.ReferenceType[asyncio.AbstractEventLoop]
     client: httpx.AsyncClient
-    transport: AiohttpTransport
 
 
 _lock = threading.Lock()
@@ -53,14 +52,15 @@ def shared_client() -> httpx.AsyncClient:
             max_keepalive_connections=100,
             keepalive_expiry=30.0,
         )
-        transport = AiohttpTransport(limits=limits)
-        client = httpx.AsyncClient(
-            transport=transport,
+        # HttpxAiohttpClient builds aiohttp transports for direct calls and for the proxies that
+        # HTTPS_PROXY / HTTP_PROXY / NO_PROXY name, like httpx does with its own.
+        client = HttpxAiohttpClient(
+            limits=limits,
             timeout=httpx.Timeout(30.0),  # every call passes its own; this is only a backstop
             follow_redirects=False,  # a redirect means a wrong base URL, not something to chase
             headers={"User-Agent": "DAC-gateway/1.0"},
         )
-        _clients[key] = _Entry(weakref.ref(loop), client, transport)
+        _clients[key] = _Entry(weakref.ref(loop), client)
         return client
 
 
@@ -74,12 +74,17 @@ def _forget_closed_loops() -> None:
         if loop is not None and not loop.is_closed():
             continue
         del _clients[key]
-        session = entry.transport.client
-        if isinstance(session, aiohttp.ClientSession):
+        for session in _aiohttp_sessions(entry.client):
             connector = session.connector
             session.detach()
             if connector is not None:
                 connector._close()  # on a closed loop this only marks it closed
+
+
+def _aiohttp_sessions(client: httpx.AsyncClient) -> list[aiohttp.ClientSession]:
+    # httpx 0.28 keeps the default transport and the proxy transports in these two attributes.
+    transports = [client._transport, *client._mounts.values()]
+    return [t.client for t in transports if isinstance(t, AiohttpTransport) and isinstance(t.client, aiohttp.ClientSession)]
 
 
 @atexit.register
