@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import threading
 import weakref
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import aiohttp
 import httpx
@@ -59,9 +61,28 @@ def shared_client() -> httpx.AsyncClient:
             timeout=httpx.Timeout(30.0),  # every call passes its own; this is only a backstop
             follow_redirects=False,  # a redirect means a wrong base URL, not something to chase
             headers={"User-Agent": "DAC-gateway/1.0"},
+            cookies=_NO_COOKIES,
         )
+        for transport in _aiohttp_transports(client):
+            transport.client = functools.partial(_cookieless_session, transport)
         _clients[key] = _Entry(weakref.ref(loop), client)
         return client
+
+
+# The client is shared by every org: a cookie one org's call received (a provider's or a custom
+# endpoint's session) must never ride along on another org's call. Neither httpx's jar nor
+# aiohttp's keeps any.
+_NO_COOKIES = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def _cookieless_session(transport: AiohttpTransport) -> aiohttp.ClientSession:
+    """The aiohttp session the transport would make, without a cookie jar."""
+    connector = aiohttp.TCPConnector(
+        limit=transport.limits.max_connections or 0,
+        keepalive_timeout=transport.limits.keepalive_expiry,
+        ssl=transport.ssl_context,
+    )
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 def _forget_closed_loops() -> None:
@@ -81,10 +102,13 @@ def _forget_closed_loops() -> None:
                 connector._close()  # on a closed loop this only marks it closed
 
 
-def _aiohttp_sessions(client: httpx.AsyncClient) -> list[aiohttp.ClientSession]:
+def _aiohttp_transports(client: httpx.AsyncClient) -> list[AiohttpTransport]:
     # httpx 0.28 keeps the default transport and the proxy transports in these two attributes.
-    transports = [client._transport, *client._mounts.values()]
-    return [t.client for t in transports if isinstance(t, AiohttpTransport) and isinstance(t.client, aiohttp.ClientSession)]
+    return [t for t in (client._transport, *client._mounts.values()) if isinstance(t, AiohttpTransport)]
+
+
+def _aiohttp_sessions(client: httpx.AsyncClient) -> list[aiohttp.ClientSession]:
+    return [t.client for t in _aiohttp_transports(client) if isinstance(t.client, aiohttp.ClientSession)]
 
 
 @atexit.register

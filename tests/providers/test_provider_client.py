@@ -1,4 +1,5 @@
-"""Provider calls honour HTTP(S)_PROXY and NO_PROXY, as httpx does, over the aiohttp transport."""
+"""The shared provider client: HTTP(S)_PROXY and NO_PROXY honoured over the aiohttp transport, and no
+cookie carried from one call (one org) to the next."""
 
 from __future__ import annotations
 
@@ -61,3 +62,36 @@ async def test_no_proxy_hosts_are_called_directly(proxy, monkeypatch):
         adapter = get_adapter("openai", api_key=KEY, base_url=fake.base_url)
         result = await adapter.complete(messages=MESSAGES, model="test-model")
         assert result.text and seen == [] and len(fake.requests) == 1
+
+
+async def test_no_cookie_a_provider_sets_is_sent_on_a_later_call():
+    """The client is shared by every org: a Set-Cookie from one call must not ride on the next."""
+    headers_seen: list[bytes] = []
+    body = (
+        b'{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,"message":'
+        b'{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,'
+        b'"completion_tokens":1,"total_tokens":2}}'
+    )
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            headers_seen.append(head.lower())
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: session=org-a-secret; Path=/\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    # A host name, not an address: aiohttp keeps no cookies of IP hosts by default anyway.
+    base_url = f"http://localhost:{server.sockets[0].getsockname()[1]}/v1"
+    try:
+        for _ in range(2):
+            adapter = get_adapter("openai_compatible", api_key=KEY, base_url=base_url)
+            assert (await adapter.complete(messages=MESSAGES, model="m")).text == "ok"
+    finally:
+        server.close()
+    assert len(headers_seen) == 2 and b"cookie:" not in headers_seen[1]
