@@ -25,6 +25,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import aiohttp
 import httpx
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
 
 
@@ -50,7 +51,7 @@ def shared_client() -> httpx.AsyncClient:
             return entry.client
         _forget_closed_loops()
         limits = httpx.Limits(
-            max_connections=settings.DAC_PROVIDER_MAX_CONNECTIONS,  # calls in flight to providers, per process
+            max_connections=_max_connections(),  # calls in flight to providers, per process
             max_keepalive_connections=100,
             keepalive_expiry=30.0,
         )
@@ -83,6 +84,18 @@ def _cookieless_session(transport: AiohttpTransport) -> aiohttp.ClientSession:
         ssl=transport.ssl_context,
     )
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+
+DEFAULT_MAX_CONNECTIONS = 2000
+
+
+def _max_connections() -> int:
+    """DAC_PROVIDER_MAX_CONNECTIONS; the adapters also run without Django (their unit tests, the
+    conformance check), and then take the default."""
+    try:
+        return settings.DAC_PROVIDER_MAX_CONNECTIONS
+    except ImproperlyConfigured:
+        return DEFAULT_MAX_CONNECTIONS
 
 
 def _forget_closed_loops() -> None:

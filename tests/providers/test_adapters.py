@@ -1,6 +1,6 @@
 """The adapter contract, checked for every network adapter against a fake speaking its wire format.
 
-No database and no Django: run with `python -m pytest tests/providers -p no:django`.
+No database: the adapters run without Django settings too (see test_provider_client.py).
 """
 
 from __future__ import annotations

@@ -95,3 +95,20 @@ async def test_no_cookie_a_provider_sets_is_sent_on_a_later_call():
     finally:
         server.close()
     assert len(headers_seen) == 2 and b"cookie:" not in headers_seen[1]
+
+
+async def test_the_adapters_need_no_django_settings():
+    """The conformance check (../shared/checks) drives the adapters without a configured Django:
+    the client then takes its default connection limit instead of failing every call."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "SECRET_KEY")}
+    code = "from providers.adapters.client import _max_connections; print(_max_connections())"
+    for settings_module in (None, "dac.settings"):  # none at all; production settings that refuse to load
+        run_env = {**env, "DEBUG": "0", **({"DJANGO_SETTINGS_MODULE": settings_module} if settings_module else {})}
+        done = subprocess.run([sys.executable, "-c", code], env=run_env, cwd=Path(__file__).resolve().parents[2],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.strip() == "2000", done.stderr[-2000:]
