@@ -9,15 +9,23 @@ closed or been garbage-collected are dropped when the next client is made.
 The client speaks httpx's API over aiohttp's connection pool (httpx-aiohttp's transport).
 httpcore's own pool walks every pooled connection, probing each socket, whenever a request
 starts or ends: with 64 calls in flight that was half of a worker's CPU (docs/performance.md).
-aiohttp's pool hands out an idle connection in constant time.
+aiohttp's pool hands out an idle connection in constant time. Three things are adjusted on top
+of httpx-aiohttp (`ProviderTransport`):
+
+- no cookies are kept: the client is shared by every org, and a cookie one org's call received
+  (a provider's or a custom endpoint's session) must never ride along on another org's call;
+- bytes received before a connection broke are delivered before the error: aiohttp raises a
+  broken stream's error ahead of what it had already buffered, which would drop the last words
+  of a cut answer (text the user keeps);
+- HTTP(S)_PROXY / NO_PROXY are honoured as httpx does, through the same transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import functools
 import threading
+import typing
 import weakref
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -26,8 +34,68 @@ import aiohttp
 import httpx
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
+from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import map_aiohttp_exceptions
 
+DEFAULT_MAX_CONNECTIONS = 2000
+_CHUNK_BYTES = 16 * 1024
+# httpx's own jar: a policy that accepts no cookie at all.
+_NO_COOKIES = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+class ProviderTransport(AiohttpTransport):
+    """httpx-aiohttp's transport with a cookie-less session and a stream that keeps what arrived."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.client = self._new_session  # made lazily, inside the loop that uses it
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0, keepalive_timeout=self.limits.keepalive_expiry, ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        response.stream = _ReceivedFirst(response.stream._aiohttp_response)
+        return response
+
+
+class _ReceivedFirst(httpx.AsyncByteStream):
+    """The body as it arrives; if the connection breaks, what was received before the break is
+    delivered first and then the error is raised."""
+
+    def __init__(self, aiohttp_response: aiohttp.ClientResponse) -> None:
+        self._response = aiohttp_response
+
+    async def __aiter__(self) -> typing.AsyncIterator[bytes]:
+        content = self._response.content
+        with map_aiohttp_exceptions():
+            try:
+                async for chunk in content.iter_chunked(_CHUNK_BYTES):
+                    yield chunk
+            except aiohttp.ClientError:
+                received = b"".join(getattr(content, "_buffer", ()))  # aiohttp's bytes not read yet
+                if received:
+                    yield received
+                raise
+
+    async def aclose(self) -> None:
+        with map_aiohttp_exceptions():
+            await self._response.__aexit__(None, None, None)
+
+
+class _ProviderClient(httpx.AsyncClient):
+    """httpx.AsyncClient whose direct and proxy routes (from the environment) are ProviderTransports."""
+
+    def _init_transport(self, verify=True, cert=None, trust_env=True, http1=True, http2=False,
+                        limits=httpx.Limits(), transport=None, **kwargs):
+        return transport or ProviderTransport(verify=verify, cert=cert, trust_env=trust_env, limits=limits)
+
+    def _init_proxy_transport(self, proxy, verify=True, cert=None, trust_env=True, http1=True, http2=False,
+                              limits=httpx.Limits(), **kwargs):
+        return ProviderTransport(verify=verify, cert=cert, trust_env=trust_env, limits=limits, proxy=proxy)
 
 
 @dataclass(frozen=True)
@@ -50,43 +118,19 @@ def shared_client() -> httpx.AsyncClient:
         if entry is not None and entry.loop() is loop and not entry.client.is_closed:
             return entry.client
         _forget_closed_loops()
-        limits = httpx.Limits(
-            max_connections=_max_connections(),  # calls in flight to providers, per process
-            max_keepalive_connections=100,
-            keepalive_expiry=30.0,
-        )
-        # HttpxAiohttpClient builds aiohttp transports for direct calls and for the proxies that
-        # HTTPS_PROXY / HTTP_PROXY / NO_PROXY name, like httpx does with its own.
-        client = HttpxAiohttpClient(
-            limits=limits,
+        client = _ProviderClient(
+            limits=httpx.Limits(
+                max_connections=_max_connections(),  # calls in flight to providers, per process
+                max_keepalive_connections=100,
+                keepalive_expiry=30.0,
+            ),
             timeout=httpx.Timeout(30.0),  # every call passes its own; this is only a backstop
             follow_redirects=False,  # a redirect means a wrong base URL, not something to chase
             headers={"User-Agent": "DAC-gateway/1.0"},
             cookies=_NO_COOKIES,
         )
-        for transport in _aiohttp_transports(client):
-            transport.client = functools.partial(_cookieless_session, transport)
         _clients[key] = _Entry(weakref.ref(loop), client)
         return client
-
-
-# The client is shared by every org: a cookie one org's call received (a provider's or a custom
-# endpoint's session) must never ride along on another org's call. Neither httpx's jar nor
-# aiohttp's keeps any.
-_NO_COOKIES = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-
-
-def _cookieless_session(transport: AiohttpTransport) -> aiohttp.ClientSession:
-    """The aiohttp session the transport would make, without a cookie jar."""
-    connector = aiohttp.TCPConnector(
-        limit=transport.limits.max_connections or 0,
-        keepalive_timeout=transport.limits.keepalive_expiry,
-        ssl=transport.ssl_context,
-    )
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-
-
-DEFAULT_MAX_CONNECTIONS = 2000
 
 
 def _max_connections() -> int:
@@ -115,13 +159,10 @@ def _forget_closed_loops() -> None:
                 connector._close()  # on a closed loop this only marks it closed
 
 
-def _aiohttp_transports(client: httpx.AsyncClient) -> list[AiohttpTransport]:
-    # httpx 0.28 keeps the default transport and the proxy transports in these two attributes.
-    return [t for t in (client._transport, *client._mounts.values()) if isinstance(t, AiohttpTransport)]
-
-
 def _aiohttp_sessions(client: httpx.AsyncClient) -> list[aiohttp.ClientSession]:
-    return [t.client for t in _aiohttp_transports(client) if isinstance(t.client, aiohttp.ClientSession)]
+    # httpx 0.28 keeps the default transport and the proxy transports in these two attributes.
+    transports = (client._transport, *client._mounts.values())
+    return [t.client for t in transports if isinstance(t, AiohttpTransport) and isinstance(t.client, aiohttp.ClientSession)]
 
 
 @atexit.register

@@ -112,3 +112,4 @@ async def test_the_adapters_need_no_django_settings():
         done = subprocess.run([sys.executable, "-c", code], env=run_env, cwd=Path(__file__).resolve().parents[2],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and done.stdout.strip() == "2000", done.stderr[-2000:]
+
