@@ -3,8 +3,9 @@
 
 Saving or deleting a row of one of the watched models forgets that org's entry in this process
 at once, and again when the transaction commits; other worker processes see the change within
-DAC_SETTINGS_CACHE_SECONDS (like the API-token cache, docs/security.md). Cached values are
-shared between requests: treat them as read-only.
+DAC_SETTINGS_CACHE_SECONDS (like the API-token cache, docs/security.md), or the setting named by
+`ttl_setting` (the quota limits: DAC_QUOTA_LIMITS_CACHE_SECONDS). Cached values are shared
+between requests: treat them as read-only.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ T = TypeVar("T")
 
 
 class PerOrgCache(Generic[T]):
-    def __init__(self, name: str, *models) -> None:
+    def __init__(self, name: str, *models, ttl_setting: str = "DAC_SETTINGS_CACHE_SECONDS") -> None:
         self._entries: dict[int, tuple[float, T]] = {}
+        self._ttl_setting = ttl_setting
         for model in models:
             for signal in (post_save, post_delete):
                 signal.connect(self._changed, sender=model, weak=False, dispatch_uid=f"dac.org_cache.{name}.{model.__name__}.{id(signal)}")
@@ -35,14 +37,17 @@ class PerOrgCache(Generic[T]):
         value = load()
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[org_id] = (now + settings.DAC_SETTINGS_CACHE_SECONDS, value)
+        self._entries[org_id] = (now + getattr(settings, self._ttl_setting), value)
         return value
 
     def forget(self, org_id: int) -> None:
         self._entries.pop(org_id, None)
 
+    def clear(self) -> None:
+        self._entries.clear()
+
     def _changed(self, sender, instance, **kwargs) -> None:
-        # An Organization is its own org; every other watched model has org_id.
-        org_id = getattr(instance, "org_id", None) or instance.pk
+        # An Organization is its own org; every other watched model belongs to one.
+        org_id = instance.org_id if hasattr(instance, "org_id") else instance.pk
         self.forget(org_id)
         transaction.on_commit(lambda: self.forget(org_id))

@@ -33,7 +33,6 @@ from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
 from redis.exceptions import (
     ClusterError,
     ConnectionError,
@@ -46,6 +45,7 @@ from redis.exceptions import (
 
 from audit.services import Actor, audit_record
 from dac.errors import ApplicationError, Forbidden, RateLimited, ValidationFailed
+from dac.org_cache import PerOrgCache
 from providers.adapters import PROVIDER_NAMES
 from providers.models import QuotaLimit
 from providers.quota_store import MOVED, OK, OVER_REQUESTS, Counts, Outcome, expires_at, key_tests_bucket
@@ -126,18 +126,12 @@ class ResetCounter:
     tokens: int
 
 
-# Limits are read on every call; an in-process copy for a few seconds spares the database.
-# Saving or deleting a QuotaLimit forgets the org's entries in this process at once.
-_limits_cache: dict[tuple[int, str], tuple[float, int, int]] = {}
-
-
-def _forget_limits(sender, instance, **kwargs) -> None:
-    for key in [key for key in list(_limits_cache) if key[0] == instance.org_id]:
-        _limits_cache.pop(key, None)
-
-
-post_save.connect(_forget_limits, sender=QuotaLimit, dispatch_uid="dac.quota.forget_limits.save")
-post_delete.connect(_forget_limits, sender=QuotaLimit, dispatch_uid="dac.quota.forget_limits.delete")
+# Limits are read on every call; an in-process copy for a few seconds spares the database: per
+# org, {provider: (requests, tokens)} filled as providers are asked for. Saving or deleting a
+# QuotaLimit forgets the org's entry in this process at once (dac/org_cache.py).
+_limits_cache: PerOrgCache[dict[str, tuple[int, int]]] = PerOrgCache(
+    "quota_limits", QuotaLimit, ttl_setting="DAC_QUOTA_LIMITS_CACHE_SECONDS"
+)
 
 
 def _redis_client_for(url: str):
@@ -158,7 +152,6 @@ class QuotaService:
         redis_client=None,
         key_prefix: str | None = None,
         probe_interval: float | None = None,
-        limits_ttl: float | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         db_alias: str = "default",
@@ -174,7 +167,6 @@ class QuotaService:
         self.pg = PostgresStore(db_alias)
         self.db_alias = db_alias
         self.probe_interval = float(getattr(settings, "DAC_QUOTA_PROBE_SECONDS", 2.0) if probe_interval is None else probe_interval)
-        self.limits_ttl = float(getattr(settings, "DAC_QUOTA_LIMITS_CACHE_SECONDS", 5.0) if limits_ttl is None else limits_ttl)
         self.key_tests_per_hour = int(getattr(settings, "DAC_KEY_TESTS_PER_HOUR", 30))
         self._clock = clock
         self._monotonic = monotonic
@@ -298,15 +290,13 @@ class QuotaService:
         return reset
 
     def limits(self, *, org_id: int, provider: str) -> tuple[int, int]:
-        """(requests, tokens) per day, cached in-process for `limits_ttl` seconds."""
-        now = self._monotonic()
-        hit = _limits_cache.get((org_id, provider))
-        if hit is not None and hit[0] > now:
-            return hit[1], hit[2]
-        with tenant_context(org_id):
-            requests, tokens = effective_limits(org_id=org_id, provider=provider)
-        _limits_cache[(org_id, provider)] = (now + self.limits_ttl, requests, tokens)
-        return requests, tokens
+        """(requests, tokens) per day, cached in-process for DAC_QUOTA_LIMITS_CACHE_SECONDS."""
+        org_limits = _limits_cache.get(org_id, dict)
+        hit = org_limits.get(provider)
+        if hit is None:
+            with tenant_context(org_id):
+                hit = org_limits[provider] = effective_limits(org_id=org_id, provider=provider)
+        return hit
 
     def state(self) -> dict:
         return {
