@@ -18,15 +18,8 @@ from __future__ import annotations
 
 import json
 
-PROVIDER_CATEGORIES: tuple[str, ...] = (
-    "auth",
-    "bad_request",
-    "rate_limited",
-    "quota_exceeded",
-    "content_filtered",
-    "timeout",
-    "unavailable",
-)
+from providers.adapters.base import ERROR_CATEGORIES as PROVIDER_CATEGORIES
+
 DAC_CLASSES: tuple[str, ...] = ("dac_validation", "dac_auth", "dac_quota", "dac_internal")
 ERROR_CLASSES: tuple[str, ...] = PROVIDER_CATEGORIES + DAC_CLASSES
 OUTCOMES: tuple[str, ...] = ("ok",) + PROVIDER_CATEGORIES
