@@ -6,16 +6,11 @@ from django.test import Client
 from audit.services import Actor, audit_record
 from tenants.context import tenant_context
 from tenants.services import api_token_create
+from tests.assertions import assert_error_shape
 
 pytestmark = pytest.mark.django_db
 
 
-def _assert_error_shape(response, status, code=None):
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"} and {"code", "message", "detail"} <= set(body["error"])
-    if code:
-        assert body["error"]["code"] == code
 
 
 @pytest.fixture
@@ -47,26 +42,26 @@ def test_filters(alice_client, events):
 
 @pytest.mark.parametrize("query", ["since=not-a-date", "until=2024-13-45", "since=2030-01-02&until=2030-01-01", "event=" + "x" * 65])
 def test_bad_filters_are_400_in_the_error_shape(alice_client, events, query):
-    _assert_error_shape(alice_client.get(f"/api/v1/audit/?{query}"), 400, "validation_error")
+    assert_error_shape(alice_client.get(f"/api/v1/audit/?{query}"), 400, "validation_error")
 
 
 def test_a_page_past_the_end_is_404_in_the_error_shape(alice_client, events):
-    _assert_error_shape(alice_client.get("/api/v1/audit/?page=9"), 404)
+    assert_error_shape(alice_client.get("/api/v1/audit/?page=9"), 404)
 
 
 def test_members_and_tokens_get_403(bob_client, org_a, events):
-    _assert_error_shape(bob_client.get("/api/v1/audit/"), 403)
+    assert_error_shape(bob_client.get("/api/v1/audit/"), 403)
     with tenant_context(org_a):
         token = api_token_create(org_id=org_a.id, name="ci", created_by=None, actor=Actor.system()).plaintext
-    _assert_error_shape(Client(headers={"Authorization": f"Bearer {token}"}).get("/api/v1/audit/"), 403)
+    assert_error_shape(Client(headers={"Authorization": f"Bearer {token}"}).get("/api/v1/audit/"), 403)
 
 
 def test_charlie_gets_404_for_org_a(charlie_client, org_a, events):
-    _assert_error_shape(charlie_client.get("/api/v1/audit/", headers={"X-Org-Id": str(org_a.id)}), 404)
+    assert_error_shape(charlie_client.get("/api/v1/audit/", headers={"X-Org-Id": str(org_a.id)}), 404)
 
 
 def test_unauthenticated_is_401(client):
-    _assert_error_shape(client.get("/api/v1/audit/"), 401)
+    assert_error_shape(client.get("/api/v1/audit/"), 401)
 
 
 def test_chain_status(alice_client, events):

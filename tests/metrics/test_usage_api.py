@@ -8,17 +8,12 @@ from django.test import Client
 from audit.services import Actor
 from tenants.context import tenant_context
 from tenants.services import api_token_create
+from tests.assertions import assert_error_shape
 from tests.metrics.conftest import put_calls, put_requests
 
 pytestmark = pytest.mark.django_db
 
 
-def _assert_error_shape(response, status, code=None):
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"} and {"code", "message", "detail"} <= set(body["error"])
-    if code:
-        assert body["error"]["code"] == code
 
 
 @pytest.fixture
@@ -78,15 +73,15 @@ def test_timeseries_has_a_point_per_step(alice_client, data):
 
 @pytest.mark.parametrize("query", ["window=5y", "outcome=exploded", "error_class=oops", "method=BREW", "route=" + "x" * 300])
 def test_bad_filters_are_400_in_the_error_shape(alice_client, data, query):
-    _assert_error_shape(alice_client.get(f"/api/v1/usage/summary/?{query}"), 400, "validation_error")
+    assert_error_shape(alice_client.get(f"/api/v1/usage/summary/?{query}"), 400, "validation_error")
 
 
 def test_unauthenticated_is_401(client):
-    _assert_error_shape(client.get("/api/v1/usage/summary/"), 401)
+    assert_error_shape(client.get("/api/v1/usage/summary/"), 401)
 
 
 def test_charlie_gets_404_for_org_a(charlie_client, org_a, data):
-    _assert_error_shape(charlie_client.get("/api/v1/usage/summary/", headers={"X-Org-Id": str(org_a.id)}), 404)
+    assert_error_shape(charlie_client.get("/api/v1/usage/summary/", headers={"X-Org-Id": str(org_a.id)}), 404)
 
 
 def test_charlie_sees_org_bs_numbers_not_org_as(charlie_client, data):

@@ -10,6 +10,7 @@ from audit.services import Actor
 from tenants.context import tenant_context
 from tenants.models import ApiToken, Membership
 from tenants.services import api_token_create
+from tests.assertions import assert_error_shape
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -22,15 +23,6 @@ def _token(org, name="ci", **kwargs) -> str:
 
 def _bearer(token: str, **headers) -> Client:
     return Client(headers={"Authorization": f"Bearer {token}", **headers})
-
-
-def _assert_error_shape(response, status: int, code: str | None = None):
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"} and {"code", "message", "detail"} <= set(body["error"])
-    assert body["error"]["message"]
-    if code:
-        assert body["error"]["code"] == code
 
 
 def test_token_lists_its_own_orgs_members_only(org_a, alice, bob, charlie):
@@ -46,13 +38,13 @@ def test_session_user_lists_orgs_with_current_flag(alice_client, org_a):
 
 
 def test_missing_auth_is_401_in_the_error_shape(client, org_a):
-    _assert_error_shape(client.get("/api/v1/members/"), 401, "not_authenticated")
+    assert_error_shape(client.get("/api/v1/members/"), 401, "not_authenticated")
 
 
 def test_wrong_token_is_401(org_a):
     token = _token(org_a)
-    _assert_error_shape(_bearer(token[:-3] + "xyz").get("/api/v1/members/"), 401)
-    _assert_error_shape(_bearer("not-a-dac-token").get("/api/v1/members/"), 401)
+    assert_error_shape(_bearer(token[:-3] + "xyz").get("/api/v1/members/"), 401)
+    assert_error_shape(_bearer("not-a-dac-token").get("/api/v1/members/"), 401)
 
 
 def test_revoked_token_is_401(org_a):
@@ -60,7 +52,7 @@ def test_revoked_token_is_401(org_a):
     with tenant_context(org_a):
         ApiToken.objects.update(revoked_at=timezone.now())
     response = _bearer(token).get("/api/v1/members/")
-    _assert_error_shape(response, 401)
+    assert_error_shape(response, 401)
     assert "revoked" in response.json()["error"]["message"]
 
 
@@ -69,20 +61,20 @@ def test_expired_token_is_401(org_a):
     with tenant_context(org_a):
         ApiToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     response = _bearer(token).get("/api/v1/members/")
-    _assert_error_shape(response, 401)
+    assert_error_shape(response, 401)
     assert "expired" in response.json()["error"]["message"]
 
 
 def test_token_with_a_foreign_x_org_id_is_404(org_a, org_b):
-    _assert_error_shape(_bearer(_token(org_a), **{"X-Org-Id": str(org_b.id)}).get("/api/v1/members/"), 404)
+    assert_error_shape(_bearer(_token(org_a), **{"X-Org-Id": str(org_b.id)}).get("/api/v1/members/"), 404)
 
 
 def test_malformed_x_org_id_is_400(alice_client, org_a):
-    _assert_error_shape(alice_client.get("/api/v1/members/", headers={"X-Org-Id": "abc"}), 400, "invalid_org")
+    assert_error_shape(alice_client.get("/api/v1/members/", headers={"X-Org-Id": "abc"}), 400, "invalid_org")
 
 
 def test_foreign_x_org_id_for_a_session_user_is_404(alice_client, org_b):
-    _assert_error_shape(alice_client.get("/api/v1/members/", headers={"X-Org-Id": str(org_b.id)}), 404)
+    assert_error_shape(alice_client.get("/api/v1/members/", headers={"X-Org-Id": str(org_b.id)}), 404)
 
 
 def test_x_org_id_picks_among_the_callers_orgs(alice_client, alice, org_a):
@@ -97,15 +89,15 @@ def test_x_org_id_picks_among_the_callers_orgs(alice_client, alice, org_a):
 
 def test_token_cannot_manage_members(org_a):
     response = _bearer(_token(org_a)).post("/api/v1/members/", {"email": "x@example.com", "password": PASSWORD}, content_type="application/json")
-    _assert_error_shape(response, 403)
+    assert_error_shape(response, 403)
 
 
 def test_bob_cannot_create_tokens_or_change_roles(bob_client, org_a, alice):
-    _assert_error_shape(bob_client.post("/api/v1/tokens/", {"name": "x"}, content_type="application/json"), 403)
+    assert_error_shape(bob_client.post("/api/v1/tokens/", {"name": "x"}, content_type="application/json"), 403)
     with tenant_context(org_a):
         membership = Membership.objects.get(user=alice)
         assert not ApiToken.objects.exists()
-    _assert_error_shape(bob_client.patch(f"/api/v1/members/{membership.id}/", {"role": "member"}, content_type="application/json"), 403)
+    assert_error_shape(bob_client.patch(f"/api/v1/members/{membership.id}/", {"role": "member"}, content_type="application/json"), 403)
 
 
 def test_charlie_gets_404_on_org_a_objects(charlie_client, org_a, bob, charlie, org_b):
@@ -116,9 +108,9 @@ def test_charlie_gets_404_on_org_a_objects(charlie_client, org_a, bob, charlie, 
     _token(org_a)
     with tenant_context(org_a):
         token = ApiToken.objects.get()
-    _assert_error_shape(charlie_client.patch(f"/api/v1/members/{membership.id}/", {"role": "admin"}, content_type="application/json"), 404)
-    _assert_error_shape(charlie_client.delete(f"/api/v1/members/{membership.id}/"), 404)
-    _assert_error_shape(charlie_client.post(f"/api/v1/tokens/{token.id}/revoke/"), 404)
+    assert_error_shape(charlie_client.patch(f"/api/v1/members/{membership.id}/", {"role": "admin"}, content_type="application/json"), 404)
+    assert_error_shape(charlie_client.delete(f"/api/v1/members/{membership.id}/"), 404)
+    assert_error_shape(charlie_client.post(f"/api/v1/tokens/{token.id}/revoke/"), 404)
     with tenant_context(org_a):
         assert Membership.objects.get(pk=membership.pk).role == "member"
         assert ApiToken.objects.get().revoked_at is None
@@ -134,9 +126,9 @@ def test_admin_creates_a_token_shown_once(alice_client, org_a):
 
 
 def test_bad_input_is_400_and_writes_nothing(alice_client, org_a):
-    _assert_error_shape(alice_client.post("/api/v1/tokens/", {"name": ""}, content_type="application/json"), 400, "validation_error")
-    _assert_error_shape(alice_client.post("/api/v1/tokens/", "{not json", content_type="application/json"), 400)
-    _assert_error_shape(alice_client.post("/api/v1/members/", {"email": "nope", "role": "king"}, content_type="application/json"), 400)
+    assert_error_shape(alice_client.post("/api/v1/tokens/", {"name": ""}, content_type="application/json"), 400, "validation_error")
+    assert_error_shape(alice_client.post("/api/v1/tokens/", "{not json", content_type="application/json"), 400)
+    assert_error_shape(alice_client.post("/api/v1/members/", {"email": "nope", "role": "king"}, content_type="application/json"), 400)
     with tenant_context(org_a):
         assert not ApiToken.objects.exists()
         assert Membership.objects.count() == 1
@@ -145,13 +137,13 @@ def test_bad_input_is_400_and_writes_nothing(alice_client, org_a):
 def test_api_session_writes_need_csrf(alice, org_a):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
-    _assert_error_shape(client.post("/api/v1/tokens/", {"name": "x"}, content_type="application/json"), 403)
+    assert_error_shape(client.post("/api/v1/tokens/", {"name": "x"}, content_type="application/json"), 403)
 
 
 def test_last_owner_cannot_be_removed_through_the_api(alice_client, alice, org_a):
     with tenant_context(org_a):
         membership = Membership.objects.get(user=alice)
-    _assert_error_shape(alice_client.delete(f"/api/v1/members/{membership.id}/"), 409)
+    assert_error_shape(alice_client.delete(f"/api/v1/members/{membership.id}/"), 409)
 
 
 def test_openapi_schema_and_docs_are_served(client):
