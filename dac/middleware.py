@@ -28,16 +28,25 @@ def _policy() -> str:
     return "; ".join(f"{name} {value}".strip() for name, value in directives.items())
 
 
-class SecurityHeadersMiddleware:
+class BothModesMiddleware:
+    """Base of middleware that runs natively in a sync stack and in an async one (no thread hop
+    either way): subclasses answer in `__call__` when `is_async` is false, in `__acall__` when it
+    is true (the instance is then marked as a coroutine function, as Django requires)."""
+
     sync_capable = True
     async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.policy = _policy()
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+
+
+class SecurityHeadersMiddleware(BothModesMiddleware):
+    def __init__(self, get_response):
+        super().__init__(get_response)
+        self.policy = _policy()
 
     def _decorate(self, response):
         response.headers.setdefault("Content-Security-Policy", self.policy)

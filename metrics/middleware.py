@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.urls import Resolver404, resolve
 
+from dac.middleware import BothModesMiddleware
 from metrics.classify import error_class_of_response
 from metrics.services import request_record
 
@@ -57,16 +57,7 @@ def record(request, response, started: float) -> None:
         logger.exception("metrics: could not record %s %s", request.method, request.path)
 
 
-class RequestMetricsMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
+class RequestMetricsMiddleware(BothModesMiddleware):
     def __call__(self, request):
         if self.is_async:
             return self.__acall__(request)

@@ -9,9 +9,10 @@ iteration, because it runs after this middleware has returned.
 
 from __future__ import annotations
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 
 from dac.errors import error_response
+from dac.middleware import BothModesMiddleware
 from tenants.context import NO_TENANT, Tenant, current_tenant, reset_tenant, set_tenant
 from tenants.selectors import OrgAccess, user_orgs
 
@@ -92,16 +93,7 @@ def _safe_reset(token) -> None:
         set_tenant(NO_TENANT)
 
 
-class TenantMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
+class TenantMiddleware(BothModesMiddleware):
     def __call__(self, request):
         if self.is_async:
             return self.__acall__(request)
