@@ -197,7 +197,11 @@ _verified: dict[str, tuple[float, ApiToken]] = {}
 def api_token_cached(plaintext: str) -> ApiToken | None:
     """The token if this process verified it within DAC_TOKEN_CACHE_SECONDS (no database: async
     callers try this before hopping to a thread for `api_token_authenticate`)."""
-    hit = _verified.get(_hash_secret(plaintext))
+    return _cached_token(_hash_secret(plaintext))
+
+
+def _cached_token(digest: str) -> ApiToken | None:
+    hit = _verified.get(digest)
     if hit is not None and hit[0] > time.monotonic():
         token = hit[1]
         if token.expires_at is None or token.expires_at > timezone.now():
@@ -207,10 +211,10 @@ def api_token_cached(plaintext: str) -> ApiToken | None:
 
 def api_token_authenticate(*, plaintext: str) -> ApiToken:
     """Check a bearer token in constant time and return it; sets nothing in context."""
-    token = api_token_cached(plaintext)
+    digest = _hash_secret(plaintext)
+    token = _cached_token(digest)
     if token is not None:
         return token
-    digest = _hash_secret(plaintext)
     token = _api_token_verify(plaintext, digest)
     if len(_verified) > 10_000:
         _verified.clear()
