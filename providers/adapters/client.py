@@ -9,7 +9,7 @@ closed or been garbage-collected are dropped when the next client is made.
 The client speaks httpx's API over aiohttp's connection pool (httpx-aiohttp's transport).
 httpcore's own pool walks every pooled connection, probing each socket, whenever a request
 starts or ends: with 64 calls in flight that was half of a worker's CPU (docs/performance.md).
-aiohttp's pool hands out an idle connection in constant time. Three things are adjusted on top
+aiohttp's pool hands out an idle connection in constant time. Four things are adjusted on top
 of httpx-aiohttp (`ProviderTransport`):
 
 - no cookies are kept: the client is shared by every org, and a cookie one org's call received
@@ -17,13 +17,15 @@ of httpx-aiohttp (`ProviderTransport`):
 - bytes received before a connection broke are delivered before the error: aiohttp raises a
   broken stream's error ahead of what it had already buffered, which would drop the last words
   of a cut answer (text the user keeps);
-- HTTP(S)_PROXY / NO_PROXY are honoured as httpx does, through the same transport.
+- HTTP(S)_PROXY / NO_PROXY are honoured as httpx does, through the same transport;
+- errors come out as httpx's, named for what happened, so the adapters know only httpx.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import threading
 import typing
 import weakref
@@ -57,9 +59,27 @@ class ProviderTransport(AiohttpTransport):
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await super().handle_async_request(request)
+        with _httpx_errors():
+            response = await super().handle_async_request(request)
         response.stream = _ReceivedFirst(response.stream._aiohttp_response)
         return response
+
+
+@contextlib.contextmanager
+def _httpx_errors() -> typing.Iterator[None]:
+    """httpx's exceptions for aiohttp's, named for what happened: httpx-aiohttp reports a refused
+    or dropped connection as ConnectTimeout (the provider is unreachable, not slow), and lets the
+    aiohttp errors missing from its table through as they are."""
+    try:
+        with map_aiohttp_exceptions():
+            yield
+    except httpx.ConnectTimeout as exc:
+        cause = exc.__cause__
+        if isinstance(cause, aiohttp.ClientError) and not isinstance(cause, aiohttp.ServerTimeoutError):
+            raise httpx.ConnectError(str(exc)) from cause
+        raise
+    except aiohttp.ClientError as exc:
+        raise httpx.NetworkError(str(exc)) from exc
 
 
 class _ReceivedFirst(httpx.AsyncByteStream):
@@ -71,7 +91,7 @@ class _ReceivedFirst(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> typing.AsyncIterator[bytes]:
         content = self._response.content
-        with map_aiohttp_exceptions():
+        with _httpx_errors():
             try:
                 async for chunk in content.iter_chunked(_CHUNK_BYTES):
                     yield chunk
@@ -82,7 +102,7 @@ class _ReceivedFirst(httpx.AsyncByteStream):
                 raise
 
     async def aclose(self) -> None:
-        with map_aiohttp_exceptions():
+        with _httpx_errors():
             await self._response.__aexit__(None, None, None)
 
 

@@ -18,7 +18,6 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import httpx
 
 from .base import BaseAdapter, CompletionResult, Message, ProviderError, StreamEvent
@@ -26,9 +25,8 @@ from .client import shared_client
 from .sse import SSEDecoder
 
 logger = logging.getLogger(__name__)
-# What a failed exchange with a provider raises (the aiohttp transport maps most of its own
-# errors to httpx's; the rest pass through).
-TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, TimeoutError, aiohttp.ClientError)
+# What a failed exchange with a provider raises.
+TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, TimeoutError)
 
 # Error `type` / `code` / `metadata.error_type` values that name a category when no HTTP status
 # does (errors embedded in a 200 body or stream often carry no numeric code).
@@ -349,12 +347,7 @@ class HTTPAdapter(BaseAdapter):
 
     def _transport_error(self, exc: Exception) -> ProviderError:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        cause = exc.__cause__
-        if isinstance(cause, aiohttp.ClientError) and not isinstance(cause, aiohttp.ServerTimeoutError):
-            # The aiohttp transport reports a refused or dropped connection as httpx's
-            # ConnectTimeout; it is the provider being unreachable, not slow.
-            exc = cause
-        if isinstance(exc, (httpx.TimeoutException, TimeoutError, aiohttp.ServerTimeoutError)):
+        if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
             return self._error("timeout", None, f"no answer from {self.name} within the timeout ({detail})")
         if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
             return self._error("bad_request", None, f"invalid base URL for {self.name} ({detail})")
