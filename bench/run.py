@@ -57,9 +57,11 @@ from common import expected_text  # noqa: E402
 
 PY = ROOT / ".venv" / "bin" / "python"
 LITELLM_DIR = Path(os.environ.get("DAC_BENCH_LITELLM_DIR", "/tmp/dac-bench-litellm"))
-# Pinned: a known release whose `[proxy]` extra installs from PyPI alone (newer ones need a
-# `litellm-proxy` wheel that is not published there), and not one of the yanked compromised builds.
-LITELLM_SPEC = os.environ.get("DAC_BENCH_LITELLM_SPEC", "litellm[proxy]==1.106.12")
+# Pinned: the release line the issue measured (1.108), at its newest release whose `[proxy]`
+# extra installs from PyPI alone (1.108.8 and later pin `litellm-enterprise` /
+# `litellm-proxy-extras` builds that are not published there). Another release:
+# DAC_BENCH_LITELLM_SPEC='litellm[proxy]==1.106.12'.
+LITELLM_SPEC = os.environ.get("DAC_BENCH_LITELLM_SPEC", "litellm[proxy]==1.108.7")
 # Test values only: DEBUG off refuses the insecure defaults, so the benchmark brings its own.
 BENCH_SECRET_KEY = "dac-bench-secret-key-not-for-production-0123456789"
 BENCH_ENCRYPTION_KEY = "ZGFjLWJlbmNoLWtleS1ub3QtZm9yLXByb2R1Y3Rpb24="  # b64("dac-bench-key-not-for-production")
