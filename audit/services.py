@@ -93,7 +93,10 @@ def audit_records(*, org_id: int | None, actor: Actor, events: list[AuditEvent])
 # append is one statement; a head moved by another process costs one more.
 _heads: dict[int | None, tuple[int, str]] = {}
 _APPEND_SQL = "SELECT appended, head_seq, head_hash, ids FROM dac_audit_append(%s, %s, %s::jsonb)"
-_MAX_ATTEMPTS = 20
+# A failed attempt means another writer appended in between, so the chains always progress and
+# a writer only retries while others win; many writers on one org can make one lose many times
+# in a row (20 was seen to be too few with four threads). The bound only stops a bug looping.
+_MAX_ATTEMPTS = 1000
 
 
 def _append(org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -> list[list[AuditLog]]:
