@@ -40,6 +40,14 @@ class PerOrgCache(Generic[T]):
         self._entries[org_id] = (now + getattr(settings, self._ttl_setting), value)
         return value
 
+    def cached(self, org_id: int, default: T | None = None) -> T | None:
+        """The entry if it is there and fresh, else `default`: never loads (for async code, which
+        takes the database path only on a miss)."""
+        hit = self._entries.get(org_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return default
+
     def forget(self, org_id: int) -> None:
         self._entries.pop(org_id, None)
 

@@ -67,6 +67,11 @@ def org_routing() -> OrgRouting:
     return _org_routing.get(require_org_id(), _load_org_routing)
 
 
+def org_routing_cached(org_id: int) -> OrgRouting | None:
+    """`org_routing` of an org if this process has it cached, else None (never queries)."""
+    return _org_routing.cached(org_id)
+
+
 def _load_org_routing() -> OrgRouting:
     row = RoutingSettings.objects.first()
     if row is None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 
+from redis.exceptions import NoScriptError
+
 from providers.quota_store import OK, OVER_REQUESTS, OVER_TOKENS, CounterRow, Counts, Outcome, expires_at
 
 logger = logging.getLogger("dac.quota")
@@ -132,26 +134,46 @@ class RedisStore:
         return f"{self.prefix}:{{org:{org_id}}}:{bucket}:{day}"
 
     def reserve(self, org_id: int, bucket: str, day: str, *, tokens: int, requests_limit: int, tokens_limit: int, expire_at: int) -> Outcome:
+        ident, view, keys, args = self._reserve_call(org_id, bucket, day, tokens, requests_limit, tokens_limit, expire_at)
+        return self._reserved(ident, view, self._reserve(keys=keys, args=args))
+
+    async def reserve_async(self, client, org_id: int, bucket: str, day: str, *, tokens: int, requests_limit: int, tokens_limit: int, expire_at: int) -> Outcome:
+        """`reserve` on the event loop, with `client` a redis.asyncio client of the same Redis."""
+        ident, view, keys, args = self._reserve_call(org_id, bucket, day, tokens, requests_limit, tokens_limit, expire_at)
+        return self._reserved(ident, view, await _run_async(client, self._reserve, keys, args))
+
+    def _reserve_call(self, org_id, bucket, day, tokens, requests_limit, tokens_limit, expire_at):
         ident = (org_id, bucket, day)
         view = self.seen.get(ident, _NONE)
-        status, requests, used_tokens, version, restored = self._reserve(
-            keys=[self.key(org_id, bucket, day)],
-            args=[requests_limit, tokens_limit, tokens, expire_at, *view],
-        )
+        return ident, view, [self.key(*ident)], [requests_limit, tokens_limit, tokens, expire_at, *view]
+
+    def _reserved(self, ident: tuple[int, str, str], view: tuple[int, int, int], reply) -> Outcome:
+        status, requests, used_tokens, version, restored = reply
         if restored:
             self._log_restored(ident, view)
         self.seen[ident] = (requests, used_tokens, version)
         return Outcome(OK if status == 1 else OVER_REQUESTS if status == 0 else OVER_TOKENS, requests, used_tokens)
 
     def reconcile(self, org_id: int, bucket: str, day: str, *, token_delta: int, expire_at: int) -> Counts | None:
-        return self._adjust(self._reconcile, (org_id, bucket, day), 0, token_delta, expire_at)
+        ident, keys, args = self._adjust_call((org_id, bucket, day), 0, token_delta, expire_at)
+        return self._adjusted(ident, self._reconcile(keys=keys, args=args))
 
     def release(self, org_id: int, bucket: str, day: str, *, tokens: int, expire_at: int) -> Counts | None:
-        return self._adjust(self._release, (org_id, bucket, day), -1, -tokens, expire_at)
+        ident, keys, args = self._adjust_call((org_id, bucket, day), -1, -tokens, expire_at)
+        return self._adjusted(ident, self._release(keys=keys, args=args))
 
-    def _adjust(self, script, ident: tuple[int, str, str], requests: int, tokens: int, expire_at: int) -> Counts | None:
-        view = self.seen.get(ident, _NONE)
-        result = script(keys=[self.key(*ident)], args=[requests, tokens, expire_at, *view])
+    async def reconcile_async(self, client, org_id: int, bucket: str, day: str, *, token_delta: int, expire_at: int) -> Counts | None:
+        ident, keys, args = self._adjust_call((org_id, bucket, day), 0, token_delta, expire_at)
+        return self._adjusted(ident, await _run_async(client, self._reconcile, keys, args))
+
+    async def release_async(self, client, org_id: int, bucket: str, day: str, *, tokens: int, expire_at: int) -> Counts | None:
+        ident, keys, args = self._adjust_call((org_id, bucket, day), -1, -tokens, expire_at)
+        return self._adjusted(ident, await _run_async(client, self._release, keys, args))
+
+    def _adjust_call(self, ident: tuple[int, str, str], requests: int, tokens: int, expire_at: int):
+        return ident, [self.key(*ident)], [requests, tokens, expire_at, *self.seen.get(ident, _NONE)]
+
+    def _adjusted(self, ident: tuple[int, str, str], result) -> Counts | None:
         if result is None:
             return None
         self.seen[ident] = (result[0], result[1], result[2])
@@ -211,3 +233,13 @@ class RedisStore:
             "Redis had lost quota counter %s (restarted empty?); restored this worker's last view of it: %s requests, %s tokens.",
             self.key(*ident), view[0], view[1],
         )
+
+
+async def _run_async(client, script, keys: list, args: list):
+    """Run a registered script through a redis.asyncio client (loading it on a Redis that lost
+    it, like redis-py's Script does)."""
+    try:
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        await client.script_load(script.script)
+        return await client.evalsha(script.sha, len(keys), *keys, *args)

@@ -107,6 +107,12 @@ def active_keys() -> dict[str, ProviderKey]:
     return dict(_active_keys.get(require_org_id(), load))
 
 
+def active_keys_cached(org_id: int) -> dict[str, ProviderKey] | None:
+    """`active_keys` of an org if this process has them cached, else None (never queries)."""
+    keys = _active_keys.cached(org_id)
+    return None if keys is None else dict(keys)
+
+
 @dataclass(frozen=True)
 class KeyTestResult:
     ok: bool

@@ -16,17 +16,20 @@ notice carries the PostgreSQL counts into Redis (max(redis, base) + counted) and
 rows moved; any worker still on PostgreSQL that meets a moved row switches back at once. See
 docs/quotas.md for the argument that limits hold across the switches.
 
-All functions are synchronous (the pipeline calls them through sync_to_async) and run in the
-org's tenant context on their own; none holds a transaction open.
+The functions are synchronous and run in the org's tenant context on their own; none holds a
+transaction open. From async code, `quota_reserve_async` / `quota_reconcile_async` /
+`quota_release_async` do the same without a thread hop while Redis answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -44,6 +47,7 @@ from redis.exceptions import (
 )
 
 from audit.services import Actor, audit_record
+from dac.db.steps import db_step
 from dac.errors import ApplicationError, Forbidden, RateLimited, ValidationFailed
 from dac.org_cache import PerOrgCache
 from providers.adapters import PROVIDER_NAMES
@@ -156,13 +160,19 @@ class QuotaService:
         monotonic: Callable[[], float] = time.monotonic,
         db_alias: str = "default",
     ) -> None:
+        # The event-loop paths (`reserve_async` …) talk to the same Redis through redis.asyncio,
+        # one client per event loop; a service built around an injected client has none.
+        self._async_url = None
         if redis_client is None:
             if redis_url is None:
                 from django_redis import get_redis_connection
 
                 redis_client = get_redis_connection("default")
+                self._async_url = settings.CACHES["default"]["LOCATION"]
             else:
                 redis_client = _redis_client_for(redis_url)
+                self._async_url = redis_url
+        self._async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.redis = RedisStore(redis_client, prefix=key_prefix or getattr(settings, "DAC_QUOTA_KEY_PREFIX", "dac:q"))
         self.pg = PostgresStore(db_alias)
         self.db_alias = db_alias
@@ -185,8 +195,14 @@ class QuotaService:
         tokens = max(0, int(estimated_tokens))
         requests_limit, tokens_limit = self.limits(org_id=org_id, provider=provider)
         now = self._clock()
-        day_no, day, day_date = self._day(now)
+        day_no, day, _ = self._day(now)
         outcome, store = self._reserve(org_id, provider, day, tokens, requests_limit, tokens_limit, (day_no + 1) * 86_400)
+        return self._reservation(org_id, provider, tokens, (requests_limit, tokens_limit), now, outcome, store)
+
+    def _reservation(self, org_id: int, provider: str, tokens: int, limits: tuple[int, int], now: float, outcome: Outcome, store: str) -> Reservation:
+        """The reservation an outcome stands for, or QuotaExceeded."""
+        requests_limit, tokens_limit = limits
+        day_no, _, day_date = self._day(now)
         reset_epoch = (day_no + 1) * 86_400
         if outcome.status != OK:
             raise self._exceeded(provider, outcome, tokens, requests_limit, tokens_limit, now, reset_epoch)
@@ -229,6 +245,71 @@ class QuotaService:
         self._adjust(reservation, lambda o, b, d, e: self.redis.release(o, b, d, tokens=tokens, expire_at=e),
                      lambda o, b, d, e: self.pg.release(o, b, d, tokens=tokens, expire_at=e))
         reservation.settled = True
+
+    # -- the same on the event loop -------------------------------------------------------------
+    # While Redis answers and the org's limits are cached, one script call on the loop's own
+    # client: no thread hop. Otherwise (limits to load, Redis away, a service with an injected
+    # client) the synchronous method runs on the pool, which loads, switches to PostgreSQL or
+    # probes as usual.
+
+    async def reserve_async(self, *, org_id: int, provider: str, estimated_tokens: int) -> Reservation:
+        client = self._async_client()
+        limits = _limits_cache.cached(org_id, {}).get(provider)
+        if client is None or limits is None or self._degraded:
+            return await db_step(self.reserve, org_id=org_id, provider=provider, estimated_tokens=estimated_tokens)
+        tokens = max(0, int(estimated_tokens))
+        now = self._clock()
+        day_no, day, _ = self._day(now)
+        try:
+            outcome = await self.redis.reserve_async(
+                client, org_id, provider, day, tokens=tokens, requests_limit=limits[0], tokens_limit=limits[1], expire_at=(day_no + 1) * 86_400,
+            )
+        except REDIS_UNAVAILABLE as exc:
+            return await db_step(self._after_redis_failed, exc, self.reserve, org_id=org_id, provider=provider, estimated_tokens=estimated_tokens)
+        return self._reservation(org_id, provider, tokens, limits, now, outcome, REDIS)
+
+    async def reconcile_async(self, reservation: Reservation, *, actual_tokens: int | None) -> None:
+        if reservation.settled:
+            return
+        delta = 0 if actual_tokens is None else max(0, int(actual_tokens)) - reservation.tokens
+        if delta:
+            await self._adjust_async(reservation, self.redis.reconcile_async, {"token_delta": delta}, self.reconcile, actual_tokens=actual_tokens)
+        else:
+            self.reconcile(reservation, actual_tokens=actual_tokens)  # nothing to write: no round trip
+
+    async def release_async(self, reservation: Reservation) -> None:
+        if reservation.settled:
+            return
+        await self._adjust_async(reservation, self.redis.release_async, {"tokens": reservation.tokens}, self.release)
+
+    async def _adjust_async(self, reservation: Reservation, on_loop, change: dict, on_pool, **pool_kwargs) -> None:
+        client = self._async_client()
+        if client is None or self._degraded:
+            return await db_step(on_pool, reservation, **pool_kwargs)
+        bucket = reservation.bucket or reservation.provider
+        try:
+            await on_loop(client, reservation.org_id, bucket, reservation.day.isoformat(), expire_at=expires_at(bucket, reservation.day), **change)
+        except REDIS_UNAVAILABLE as exc:
+            return await db_step(self._after_redis_failed, exc, on_pool, reservation, **pool_kwargs)
+        if "token_delta" in change:
+            reservation.tokens += change["token_delta"]
+        reservation.settled = True
+
+    def _after_redis_failed(self, exc: Exception, fn, *args, **kwargs):
+        """Redis failed on the loop: switch this worker to PostgreSQL (once), then do it there."""
+        self._degrade(exc)
+        return fn(*args, **kwargs)
+
+    def _async_client(self):
+        if self._async_url is None:
+            return None
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            import redis.asyncio
+
+            client = self._async_clients[loop] = redis.asyncio.Redis.from_url(self._async_url, socket_connect_timeout=0.25, socket_timeout=0.5)
+        return client
 
     def usage(self, *, org_id: int, provider: str) -> Usage:
         requests_limit, tokens_limit = self.limits(org_id=org_id, provider=provider)
@@ -458,6 +539,20 @@ def quota_reconcile(reservation: Reservation, *, actual_tokens: int | None) -> N
 def quota_release(reservation: Reservation) -> None:
     """The call failed: give back its request and tokens."""
     default_service().release(reservation)
+
+
+async def quota_reserve_async(*, org_id: int, provider: str, estimated_tokens: int) -> Reservation:
+    """`quota_reserve` from async code: on the event loop while Redis answers and the limits are
+    cached, else on the pool."""
+    return await default_service().reserve_async(org_id=org_id, provider=provider, estimated_tokens=estimated_tokens)
+
+
+async def quota_reconcile_async(reservation: Reservation, *, actual_tokens: int | None) -> None:
+    await default_service().reconcile_async(reservation, actual_tokens=actual_tokens)
+
+
+async def quota_release_async(reservation: Reservation) -> None:
+    await default_service().release_async(reservation)
 
 
 def key_test_reserve(*, org_id: int) -> Reservation:

@@ -4,6 +4,7 @@ PostgreSQL fallback with its way back to Redis. Every test talks to a redis-serv
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
@@ -261,6 +262,78 @@ def test_estimate_is_a_quarter_of_the_prompt_characters_plus_the_answer_budget(s
 def test_an_unknown_provider_is_refused(service, org_a):
     with pytest.raises(Exception, match="Unknown provider 'skynet'"):
         quota_reserve(org_id=org_a.id, provider="skynet", estimated_tokens=1)
+
+
+# -- on the event loop (quota_reserve_async and friends) -------------------------------------------
+
+
+@pytest.fixture
+def pool_calls(monkeypatch):
+    """What the async API handed to the thread pool (db_step), by function name."""
+    calls: list[str] = []
+    original = quota.db_step
+
+    async def recording(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return await original(fn, *args, **kwargs)
+
+    monkeypatch.setattr(quota, "db_step", recording)
+    return calls
+
+
+def test_on_the_event_loop_a_warm_reservation_and_its_settlement_use_no_thread(service, redis_server, org_a, pool_calls):
+    _limits(org_a, tokens=1000)
+    service.limits(org_id=org_a.id, provider="openai")  # cached, as after any earlier call
+
+    async def calls():
+        first = await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=600)
+        await quota.quota_reconcile_async(first, actual_tokens=150)
+        failed = await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=300)
+        await quota.quota_release_async(failed)
+        await quota.quota_release_async(failed)  # settled: nothing more
+        with pytest.raises(QuotaExceeded, match="Daily token limit of 1,000 for openai reached: 850 tokens left, this request may use up to 900"):
+            await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=900)
+        return first, failed
+
+    first, failed = asyncio.run(calls())
+    assert (first.store, first.tokens, first.settled, first.usage.tokens_used) == ("redis", 150, True, 600)
+    assert failed.settled
+    assert redis_server.client().hmget(f"dac:q:{{org:{org_a.id}}}:openai:{_today()}", "r", "t") == ["1", "150"]
+    assert pool_calls == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_limits_not_yet_cached_are_loaded_on_the_pool(service, org_a, pool_calls):
+    _limits(org_a, requests=5)
+    quota._limits_cache.clear()
+    reservation = asyncio.run(quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=10))
+    assert (reservation.store, reservation.usage.requests_limit) == ("redis", 5)
+    assert pool_calls == ["reserve"]
+    asyncio.run(quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=10))
+    assert pool_calls == ["reserve"]  # cached since
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_an_unreachable_redis_switches_the_worker_to_postgres(own_redis, org_a, monkeypatch, pool_calls):
+    svc = QuotaService(redis_url=own_redis.url, probe_interval=60)
+    monkeypatch.setattr(quota, "_service", svc)
+    _limits(org_a, requests=3)
+    svc.limits(org_id=org_a.id, provider="openai")
+
+    async def calls():
+        kept = await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=100)
+        own_redis.kill()
+        during = await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=100)
+        await quota.quota_reconcile_async(kept, actual_tokens=40)
+        await quota.quota_release_async(during)
+        return kept, during
+
+    kept, during = asyncio.run(calls())
+    assert (kept.store, during.store) == ("redis", "postgres")
+    assert svc.state()["degraded"] and kept.settled and during.settled
+    assert pool_calls[0] == "_after_redis_failed" and set(pool_calls[1:]) <= {"reconcile", "release"}
+    usage = svc.usage(org_id=org_a.id, provider="openai")  # what Redis held, carried over: 1 request, 40 tokens
+    assert (usage.requests_used, usage.tokens_used, usage.store) == (1, 40, "postgres")
 
 
 # -- the PostgreSQL fallback and the way back ------------------------------------------------------

@@ -98,7 +98,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
             break
         handle.plan.skip(candidate.provider, f"failed: {error.category}")
         estimated = handle.reservation.tokens
-        await db_step(quota.quota_release, handle.reservation)
+        await quota.quota_release_async(handle.reservation)
         try:
             index, reservation = await db_step(_reserve_next, handle, estimated)
         except ApplicationError:
@@ -281,7 +281,7 @@ async def _finish(handle: SendHandle, answer: Answer) -> None:
         events = [*(call.audit for call in handle.calls), decision]
         audited, saved = await asyncio.gather(
             audit_records_async(org_id=handle.caller.org_id, actor=handle.caller.actor, events=events),
-            db_step(_save_answer, handle, answer), return_exceptions=True,
+            _record_answer(handle, answer), return_exceptions=True,
         )
         if not isinstance(audited, BaseException):
             handle.audited = True
@@ -289,28 +289,51 @@ async def _finish(handle: SendHandle, answer: Answer) -> None:
             if isinstance(outcome, BaseException):
                 raise outcome
     else:
-        await db_step(_save_answer, handle, answer)
+        await _record_answer(handle, answer)
     for call in handle.calls:
         provider_call_record(org_id=handle.caller.org_id, **call.metrics)
     handle.calls.clear()
+
+
+async def _record_answer(handle: SendHandle, answer: Answer) -> None:
+    """`_save_answer`; on the event loop when all there is to do is settle the quota (a gateway
+    call without a thread, no key's last use to write)."""
+    if handle.assistant_message_id is None and not _keys_due(handle):
+        used, keep = _quota_settlement(answer)
+        if keep:
+            await quota.quota_reconcile_async(handle.reservation, actual_tokens=used)
+        else:
+            await quota.quota_release_async(handle.reservation)
+        return
+    await db_step(_save_answer, handle, answer)
+
+
+def _quota_settlement(answer: Answer) -> tuple[int | None, bool]:
+    """(tokens used or None for the estimate, whether the call counts): a complete answer counts
+    what the provider reported, a cut one its estimate; a call that produced nothing is released."""
+    if answer.status == Status.COMPLETE:
+        return (answer.input_tokens or 0) + (answer.output_tokens or 0) or None, True
+    return None, bool(answer.text)
+
+
+def _keys_due(handle: SendHandle) -> list[int]:
+    """Keys of this answer's successful calls whose last use was last written over a minute ago."""
+    now = time.monotonic()
+    return [call.key_id for call in handle.calls if call.key_id and now - _key_used_at.get(call.key_id, 0.0) > KEY_USED_RESOLUTION]
 
 
 def _save_answer(handle: SendHandle, answer: Answer) -> None:
     """Reconcile the quota and save the answer's message (when the exchange has a thread)."""
     org_id = handle.caller.org_id
     with tenant_context(org_id):
-        if answer.status == Status.COMPLETE:
-            used = (answer.input_tokens or 0) + (answer.output_tokens or 0) or None
+        used, keep = _quota_settlement(answer)
+        if keep:
             quota.quota_reconcile(handle.reservation, actual_tokens=used)
-        elif answer.text:
-            quota.quota_reconcile(handle.reservation, actual_tokens=None)
         else:
             quota.quota_release(handle.reservation)
-        now = time.monotonic()
-        for call in handle.calls:
-            if call.key_id and now - _key_used_at.get(call.key_id, 0.0) > KEY_USED_RESOLUTION:
-                _key_used_at[call.key_id] = now
-                ProviderKey.objects.filter(pk=call.key_id).update(last_used_at=timezone.now())
+        for key_id in _keys_due(handle):
+            _key_used_at[key_id] = time.monotonic()
+            ProviderKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
         if handle.assistant_message_id is None:
             return
         with transaction.atomic():

@@ -35,8 +35,8 @@ from dac.db.steps import db_step
 from dac.errors import Conflict, ProviderFailed, ValidationFailed
 from dac.org_cache import PerOrgCache
 from providers.services import quota
-from providers.services.keys import active_keys
-from routing.services import Candidate, RoutePlan, org_routing, plan_route
+from providers.services.keys import active_keys, active_keys_cached
+from routing.services import Candidate, RoutePlan, org_routing, org_routing_cached, plan_route
 from tenants.context import tenant_context
 from tenants.models import Organization
 from tenants.services import user_may_use_provider
@@ -280,7 +280,47 @@ async def message_send(
     else:
         history = validate_history(history)
         content = next(m["content"] for m in reversed(history) if m["role"] == "user")
+    if thread_id is None and caller.user is None:
+        handle = await _prepare_on_loop(caller, content, history, options, started)
+        if handle is not None:
+            return handle
     return await db_step(_prepare, caller, content, thread_id, history, options, started)
+
+
+async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], options: SendOptions, started: float) -> SendHandle | None:
+    """The gateway's usual call (an API token, no thread) without a thread hop: keys and routing
+    from the per-org cache, the quota reserved on the event loop. None when it needs more than
+    that (a cache miss, the first candidate over its quota): `_prepare` then does it all."""
+    keys = active_keys_cached(caller.org_id)
+    routing = org_routing_cached(caller.org_id)
+    if keys is None or routing is None:
+        return None
+    plan = _plan(caller, content, max(len(history) - 1, 0), keys, routing, options)
+    if not plan.candidates:
+        return None
+    messages = _with_system_prompt(list(history), [])
+    estimated = quota.estimate_tokens(messages, options.max_tokens)
+    try:
+        reservation = await quota.quota_reserve_async(org_id=caller.org_id, provider=plan.candidates[0].provider, estimated_tokens=estimated)
+    except quota.QuotaExceeded:
+        return None
+    return SendHandle(
+        caller=caller, options=options, plan=plan, keys=keys, candidate_index=0, reservation=reservation, messages=messages,
+        thread_id=None, user_message_id=None, assistant_message_id=None, started=started, prepare_ms=_overhead_ms(started),
+        usage_headers=quota.rate_limit_headers(reservation.usage),
+    )
+
+
+def _plan(caller: Caller, content: str, message_count: int, keys: dict, routing, options: SendOptions) -> RoutePlan:
+    return plan_route(
+        text=content,
+        message_count=message_count,
+        keys=keys,
+        may_use=lambda provider: user_may_use_provider(user_id=caller.user_id, provider=provider),
+        routing=routing,
+        explicit_provider=options.provider,
+        explicit_model=options.model,
+    )
 
 
 def _prepare(caller: Caller, content: str, thread_id: int | None, history: list[dict] | None, options: SendOptions, started: float) -> SendHandle:
@@ -289,15 +329,8 @@ def _prepare(caller: Caller, content: str, thread_id: int | None, history: list[
         if thread is not None and thread.archived:
             raise Conflict("This thread is archived: unarchive it to continue the conversation.", code="thread_archived")
         keys = active_keys()
-        plan = plan_route(
-            text=content,
-            message_count=(thread.next_seq - 1) if thread else max(len(history) - 1, 0),
-            keys=keys,
-            may_use=lambda provider: user_may_use_provider(user_id=caller.user_id, provider=provider),
-            routing=org_routing(),
-            explicit_provider=options.provider,
-            explicit_model=options.model,
-        )
+        message_count = (thread.next_seq - 1) if thread else max(len(history) - 1, 0)
+        plan = _plan(caller, content, message_count, keys, org_routing(), options)
         if thread is not None:
             window = _context_window(caller.org_id)
             prior = [{"role": m.role, "content": m.content} for m in context_messages(thread=thread, window=window, before_seq=thread.next_seq)]
