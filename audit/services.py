@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, link_hash, row_content
 from audit.models import ActorType, AuditLog
-from dac.db.steps import db_step
+from dac.db.loop_connection import LoopConnection
 from tenants.context import Tenant, current_tenant, reset_tenant, set_tenant
 
 
@@ -101,35 +101,64 @@ _MAX_ATTEMPTS = 1000
 
 def _append(org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -> list[list[AuditLog]]:
     """Link the events of several appends, in order, to the head of one org's chain and write
-    them in one statement (retried with the current head if another writer moved it)."""
-    if not any(events for _, events in appends):
-        return [[] for _ in appends]
+    them in one statement (retried with the current head if another writer moved it), on the
+    caller's connection (in its transaction, if any)."""
     # Writing another chain than the caller's (system events, sign-up) is allowed only here.
     token = set_tenant(Tenant(org_id=org_id, operator=org_id is None or current_tenant().operator))
     try:
-        head = _heads.get(org_id)
+        steps = _append_steps(org_id, appends)
+        params = next(steps)
         with connections["default"].cursor() as cursor:
-            for _ in range(_MAX_ATTEMPTS):
-                written, records = _link(org_id, appends, head or (0, GENESIS_HASH))
-                cursor.execute(_APPEND_SQL, [org_id, head[0] if head else None, json.dumps(records, ensure_ascii=False)])
-                appended, head_seq, head_hash, ids = cursor.fetchone()
-                if appended:
-                    break
-                head = (head_seq, head_hash)
-            else:
-                raise RuntimeError(f"audit: the chain of org {org_id} kept moving; nothing was appended")
-        rows = [row for group in written for row in group]
-        for row, pk in zip(rows, ids):
-            row.pk = pk
-            row._state.adding = False
-        if rows:
-            _heads[org_id] = (rows[-1].seq, rows[-1].hash)
-        return written
+            while True:
+                cursor.execute(_APPEND_SQL, params)
+                params = steps.send(cursor.fetchone())
+    except StopIteration as done:
+        return done.value
     except BaseException:
         _heads.pop(org_id, None)  # e.g. rolled back with the caller's transaction: ask again
         raise
     finally:
         reset_tenant(token)
+
+
+async def _append_on_loop(connection: LoopConnection, org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -> list[list[AuditLog]]:
+    """`_append` outside any transaction, on the event loop's own connection (no thread hop)."""
+    tenant = Tenant(org_id=org_id, operator=org_id is None)
+    try:
+        steps = _append_steps(org_id, appends)
+        params = next(steps)
+        while True:
+            params = steps.send(await connection.fetchone(tenant, _APPEND_SQL, params))
+    except StopIteration as done:
+        return done.value
+    except BaseException:
+        _heads.pop(org_id, None)  # the connection broke mid-append, say: ask again
+        raise
+
+
+def _append_steps(org_id: int | None, appends):
+    """The statements of one append, as a generator the caller drives: it yields the parameters
+    of each dac_audit_append call and is sent the row that call returned; it returns the
+    written rows. The chain head this process remembers is tried first and kept up to date
+    (the drivers forget it when a statement fails). Appends without events write nothing."""
+    if not any(events for _, events in appends):
+        return [[] for _ in appends]
+    head = _heads.get(org_id)
+    for _ in range(_MAX_ATTEMPTS):
+        written, records = _link(org_id, appends, head or (0, GENESIS_HASH))
+        appended, head_seq, head_hash, ids = yield [org_id, head[0] if head else None, json.dumps(records, ensure_ascii=False)]
+        if appended:
+            break
+        head = (head_seq, head_hash)
+    else:
+        raise RuntimeError(f"audit: the chain of org {org_id} kept moving; nothing was appended")
+    rows = [row for group in written for row in group]
+    for row, pk in zip(rows, ids):
+        row.pk = pk
+        row._state.adding = False
+    if rows:
+        _heads[org_id] = (rows[-1].seq, rows[-1].hash)
+    return written
 
 
 def _link(org_id: int | None, appends, head: tuple[int, str]) -> tuple[list[list[AuditLog]], list[dict]]:
@@ -168,6 +197,9 @@ async def audit_records_async(*, org_id: int | None, actor: Actor, events: list[
     return await _group_commit().append(org_id, actor, events)
 
 
+AUDIT_WRITER_NAME = "dac audit writer"  # the group commit's connection in pg_stat_activity
+
+
 class _GroupCommit:
     """Per event loop: the appends waiting for the next write, and whether one is running."""
 
@@ -175,6 +207,7 @@ class _GroupCommit:
         self.loop = loop
         self.waiting: list[tuple[int | None, Actor, list[AuditEvent], asyncio.Future]] = []
         self.writing = False
+        self.connection = LoopConnection(AUDIT_WRITER_NAME)  # one writer at a time: one connection, no pool
 
     async def append(self, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[AuditLog]:
         future = self.loop.create_future()
@@ -190,10 +223,7 @@ class _GroupCommit:
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
-                try:
-                    results = await db_step(_write_batch, batch)
-                except Exception as exc:  # noqa: BLE001 - e.g. no database connection: every waiter hears it
-                    results = [exc] * len(batch)
+                results = await _write_batch(self.connection, batch)
                 for (*_, future), result in zip(batch, results):
                     if future.done():
                         continue  # its waiter was cancelled; the rows are written all the same
@@ -205,7 +235,7 @@ class _GroupCommit:
             self.writing = False
 
 
-def _write_batch(batch) -> list:
+async def _write_batch(connection: LoopConnection, batch) -> list:
     """All the waiting appends, one statement (one transaction, one commit) per org. Returns,
     per append, its rows or the exception that kept it out: when an org's statement fails
     (it then wrote nothing), its appends are tried one by one, so a bad one fails alone."""
@@ -215,12 +245,12 @@ def _write_batch(batch) -> list:
     results: list = [None] * len(batch)
     for org_id, indexes in by_org.items():
         try:
-            for index, rows in zip(indexes, _append(org_id, [(batch[i][1], batch[i][2]) for i in indexes])):
+            for index, rows in zip(indexes, await _append_on_loop(connection, org_id, [(batch[i][1], batch[i][2]) for i in indexes])):
                 results[index] = rows
         except Exception:
             for index in indexes:
                 try:
-                    results[index] = _append(org_id, [(batch[index][1], batch[index][2])])[0]
+                    results[index] = (await _append_on_loop(connection, org_id, [(batch[index][1], batch[index][2])]))[0]
                 except Exception as exc:  # noqa: BLE001 - handed to its waiter
                     results[index] = exc
     return results

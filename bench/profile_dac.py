@@ -11,7 +11,7 @@ DB round trips included). Top functions by own and total time are printed (bench
 written to <out>/profile.md; the plain CPU flame graph goes to bench/profile.svg.
 
 --queries: in a separate process, the ASGI application is called in-process (httpx ASGITransport)
-with the same settings as the server; psycopg, redis-py, asgiref and threading are wrapped to count
+with the same settings as the server; psycopg and redis-py (sync and asyncio), asgiref and threading are wrapped to count
 what one `POST /v1/chat/completions` does: SQL statements (and which), transactions, Redis
 commands, sync_to_async hops (and what they run), threads started. Counting only: nothing in the
 app changes. Metrics' buffer is flushed by size only here (DAC_METRICS_FLUSH_SECONDS=0), so its
@@ -130,6 +130,7 @@ def _install_counters() -> None:
     import psycopg
     from asgiref import sync as asgiref_sync
     from psycopg.pq import TransactionStatus
+    from redis import asyncio as redis_asyncio
     from redis import client as redis_client
 
     original_execute = psycopg.Cursor.execute
@@ -154,6 +155,15 @@ def _install_counters() -> None:
 
     psycopg.Cursor.execute = execute
     psycopg.Cursor.executemany = executemany
+    original_async_execute = psycopg.AsyncCursor.execute
+
+    async def async_execute(self, query, *args, **kwargs):
+        with COUNTS.lock:
+            begins_now(self)
+            COUNTS.sql[_normal(query) + " (async)"] += 1
+        return await original_async_execute(self, query, *args, **kwargs)
+
+    psycopg.AsyncCursor.execute = async_execute
 
     original_commit, original_rollback = psycopg.Connection.commit, psycopg.Connection.rollback
 
@@ -183,6 +193,13 @@ def _install_counters() -> None:
         return original_pipeline_execute(self, *args, **kwargs)
 
     redis_client.Pipeline.execute = pipeline_execute
+    original_async_command = redis_asyncio.Redis.execute_command
+
+    async def async_execute_command(self, *args, **options):
+        COUNTS.redis[str(args[0]).upper() + " (async)" if args else "?"] += 1
+        return await original_async_command(self, *args, **options)
+
+    redis_asyncio.Redis.execute_command = async_execute_command
 
     original_call = asgiref_sync.SyncToAsync.__call__
 

@@ -6,35 +6,32 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, connections
-from django.db.backends.signals import connection_created
+from django.db import connection
 
 from audit.models import AuditLog
 from audit.services import Actor, AuditEvent, audit_records_async
-from tenants.context import tenant_context
+from dac.db.loop_connection import LoopConnection
+from tenants.context import Tenant, tenant_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _append_statements_during(coro_factory) -> tuple[object, int]:
-    """Run the coroutine and count the append statements the pool threads sent meanwhile."""
+    """Run the coroutine and count the append statements sent meanwhile (on the event loop's
+    own connection, where the group commit writes)."""
     counted = []
+    original = LoopConnection.fetchone
 
-    def count_appends(execute, sql, params, many, context):
+    async def counting(self, tenant, sql, params):
         if "dac_audit_append" in sql:
             counted.append(sql)
-        return execute(sql, params, many, context)
+        return await original(self, tenant, sql, params)
 
-    # Every connection made on a pool thread gets the wrapper through this hook.
-    def install(sender, connection, **kwargs):
-        connection.execute_wrappers.append(count_appends)
-
-    connection_created.connect(install)
+    LoopConnection.fetchone = counting
     try:
-        connections.close_all()
         result = asyncio.run(coro_factory())
     finally:
-        connection_created.disconnect(install)
+        LoopConnection.fetchone = original
     return result, len(counted)
 
 
@@ -53,7 +50,7 @@ def test_concurrent_appends_share_writes_and_the_chains_verify(org_a, org_b):
     results, statements = _append_statements_during(burst)
     assert len(results) == 80 and all(len(rows) == 2 and rows[0].pk for rows in results)
     # 80 appends, but far fewer statements (each a lock and a commit): they were written in groups.
-    assert statements < 80
+    assert 2 <= statements < 80
     for org in (org_a, org_b):
         with tenant_context(org):
             seqs = list(AuditLog.objects.filter(org_id=org.id, event="test.group").order_by("seq").values_list("seq", flat=True))
@@ -62,6 +59,44 @@ def test_concurrent_appends_share_writes_and_the_chains_verify(org_a, org_b):
     out = StringIO()
     call_command("verify_audit", stdout=out)  # raises CommandError on a broken chain
     assert "verified" in out.getvalue()
+
+
+def test_a_connection_the_server_closed_is_replaced_before_the_next_statement(org_a):
+    """A PostgreSQL restart (or an idle timeout) ends the loop's connection while it is idle: the
+    next statement goes out on a new one instead of failing on the dead one."""
+    import psycopg
+
+    from tests.conftest import SUPERUSER_URL
+
+    async def statements():
+        conn = LoopConnection("dac test writer")
+        try:
+            before = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT pg_backend_pid()", [])
+            with psycopg.connect(SUPERUSER_URL, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [before[0]])
+            await asyncio.sleep(0.2)  # the goodbye reaches the socket
+            after = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT pg_backend_pid(), current_setting('app.org_id')", [])
+        finally:
+            await conn.close()
+        return before, after
+
+    before, after = asyncio.run(statements())
+    assert after[0] != before[0] and after[1] == str(org_a.id)  # a new session, the tenant set again
+
+
+def test_a_database_error_on_the_loop_connection_is_djangos(org_a):
+    from django.db import DatabaseError, IntegrityError
+
+    async def bad_statement():
+        conn = LoopConnection("test")
+        try:
+            await conn.fetchone(Tenant(org_id=org_a.id), "SELECT 1 / 0", [])
+        finally:
+            await conn.close()
+
+    with pytest.raises(DatabaseError, match="division by zero") as caught:
+        asyncio.run(bad_statement())
+    assert not isinstance(caught.value, IntegrityError) and type(caught.value).__module__ == "django.db.utils"
 
 
 def test_an_append_that_cannot_be_written_fails_alone(org_a):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from asgiref.sync import SyncToAsync
@@ -69,3 +70,25 @@ def test_a_gateway_request_runs_djangos_request_signals_without_a_thread_hop(hop
     assert seen == ["started", "finished"]
     # The only hop left is Django logging the 4xx (get_response_async does that on the pool).
     assert hops == ["log_response"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_warm_gateway_call_makes_no_thread_hop_and_is_audited(fakes, token_a, org_a, hops):
+    """Token, keys, routing and limits cached (as after any earlier call): the quota is reserved
+    and settled on the event loop and the audit record written on its own connection."""
+    from audit.models import AuditLog
+    from tenants.context import tenant_context
+    from tests.fakes import Behaviour
+
+    fakes["openai"].behaviour = Behaviour(text="fine", input_tokens=3, output_tokens=2)
+    headers = [(b"authorization", f"Bearer {token_a}".encode()), (b"content-type", b"application/json")]
+    body = b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+    first = _call("/v1/chat/completions", method="POST", headers=headers, body=body)
+    hops.clear()
+    status, response_headers, content = _call("/v1/chat/completions", method="POST", headers=headers, body=body)
+    assert first[0] == 200 and status == 200, content
+    assert json.loads(content)["choices"][0]["message"]["content"] == "fine" and response_headers["x-dac-provider"] == "openai"
+    assert hops == []
+    with tenant_context(org_a):
+        calls = AuditLog.objects.filter(event="provider.call").order_by("seq")
+        assert [row.details["output_tokens"] for row in calls] == [2, 2]
