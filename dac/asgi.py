@@ -5,7 +5,8 @@ path of integrations: it authenticates by bearer token and needs no session, coo
 messages or htmx, so it runs through a short stack of async-only middleware; Django's
 standard middleware would each hop to a worker thread and back on every call. Everything else
 (pages, the REST API, the admin) gets the full stack. Static files are served by Django's ASGI
-static handler so a single `make run` process needs nothing in front of it.
+static handler so a single `make run` process needs nothing in front of it. Once all is loaded,
+the heap is frozen for the garbage collector (dac/gc_tuning.py).
 """
 
 import asyncio
@@ -23,6 +24,8 @@ from django.core import signals  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
+
+from dac.gc_tuning import prepare_for_serving  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
@@ -100,6 +103,9 @@ class GatewayASGIHandler(ASGIHandler):
 
 gateway_application = GatewayASGIHandler()
 site_application = ASGIStaticFilesHandler(django_application) if settings.DAC_SERVE_STATIC else django_application
+
+
+prepare_for_serving()
 
 
 async def application(scope, receive, send):
