@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import threading
@@ -271,29 +272,36 @@ class QuotaService:
     async def reconcile_async(self, reservation: Reservation, *, actual_tokens: int | None) -> None:
         if reservation.settled:
             return
-        delta = 0 if actual_tokens is None else max(0, int(actual_tokens)) - reservation.tokens
-        if delta:
-            await self._adjust_async(reservation, self.redis.reconcile_async, {"token_delta": delta}, self.reconcile, actual_tokens=actual_tokens)
-        else:
+        if actual_tokens is None or max(0, int(actual_tokens)) == reservation.tokens:
             self.reconcile(reservation, actual_tokens=actual_tokens)  # nothing to write: no round trip
+            return
+        actual = max(0, int(actual_tokens))
+        adjust = functools.partial(self.redis.reconcile_async, token_delta=actual - reservation.tokens)
+        if await self._adjusted_on_loop(reservation, adjust, self.reconcile, actual_tokens=actual):
+            reservation.tokens = actual
+            reservation.settled = True
 
     async def release_async(self, reservation: Reservation) -> None:
         if reservation.settled:
             return
-        await self._adjust_async(reservation, self.redis.release_async, {"tokens": reservation.tokens}, self.release)
+        if await self._adjusted_on_loop(reservation, functools.partial(self.redis.release_async, tokens=reservation.tokens), self.release):
+            reservation.settled = True
 
-    async def _adjust_async(self, reservation: Reservation, on_loop, change: dict, on_pool, **pool_kwargs) -> None:
+    async def _adjusted_on_loop(self, reservation: Reservation, adjust, on_pool, **pool_kwargs) -> bool:
+        """Run `adjust` (a RedisStore *_async method) on the loop: True. Or, with no client, on
+        PostgreSQL or after a Redis error, `on_pool(reservation, …)` on the thread pool, which
+        settles the reservation itself: False."""
         client = self._async_client()
         if client is None or self._degraded:
-            return await db_step(on_pool, reservation, **pool_kwargs)
+            await db_step(on_pool, reservation, **pool_kwargs)
+            return False
         bucket = reservation.bucket or reservation.provider
         try:
-            await on_loop(client, reservation.org_id, bucket, reservation.day.isoformat(), expire_at=expires_at(bucket, reservation.day), **change)
+            await adjust(client, reservation.org_id, bucket, reservation.day.isoformat(), expire_at=expires_at(bucket, reservation.day))
         except REDIS_UNAVAILABLE as exc:
-            return await db_step(self._after_redis_failed, exc, on_pool, reservation, **pool_kwargs)
-        if "token_delta" in change:
-            reservation.tokens += change["token_delta"]
-        reservation.settled = True
+            await db_step(self._after_redis_failed, exc, on_pool, reservation, **pool_kwargs)
+            return False
+        return True
 
     def _after_redis_failed(self, exc: Exception, fn, *args, **kwargs):
         """Redis failed on the loop: switch this worker to PostgreSQL (once), then do it there."""
