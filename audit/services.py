@@ -264,8 +264,19 @@ def _group_commit() -> _GroupCommit:
     loop = asyncio.get_running_loop()
     writer = _group_commits.get(loop)
     if writer is None:
+        _close_writers_of_closed_loops()
         writer = _group_commits[loop] = _GroupCommit(loop)
     return writer
+
+
+def _close_writers_of_closed_loops() -> None:
+    """A server has one loop per worker for its whole life; `async_to_sync` without a server loop
+    and `asyncio.run()` (tests, commands) make short-lived ones. Close the connections those left
+    behind now, rather than whenever the collector gets to their loops."""
+    for loop, writer in list(_group_commits.items()):
+        if loop.is_closed():
+            writer.connection.discard()
+            _group_commits.pop(loop, None)
 
 
 def audit_operator_bypass(*, actor: str, reason: str) -> None:

@@ -52,6 +52,13 @@ class LoopConnection:
         if conn is not None:
             await conn.close()
 
+    def discard(self) -> None:
+        """Close without the event loop, for a connection whose loop has closed (libpq closes the
+        socket; nothing to await)."""
+        conn, self._conn, self._tenant = self._conn, None, None
+        if conn is not None and not conn.closed:
+            conn.pgconn.finish()
+
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is not None and (self._conn.closed or _told_goodbye(self._conn)):
             await self.close()

@@ -138,3 +138,22 @@ def test_an_append_of_no_events_writes_nothing(org_a):
         before = AuditLog.objects.filter(org_id=org_a.id).count()
         assert audit_records(org_id=org_a.id, actor=Actor.system(), events=[]) == []
         assert AuditLog.objects.filter(org_id=org_a.id).count() == before
+
+
+def test_the_writer_connection_of_a_closed_loop_is_closed_when_the_next_loop_writes(org_a):
+    from audit import services
+
+    async def append():
+        await audit_records_async(org_id=org_a.id, actor=Actor.system(), events=_events(1))
+        return services._group_commits[asyncio.get_running_loop()].connection._conn
+
+    loops = [asyncio.new_event_loop() for _ in range(2)]  # held, so neither is collected meanwhile
+    try:
+        first = loops[0].run_until_complete(append())
+        loops[0].close()  # a short-lived loop ends, its writer's connection still open
+        assert not first.closed
+        second = loops[1].run_until_complete(append())
+        assert first.closed and not second.closed
+    finally:
+        for loop in loops:
+            loop.close()
