@@ -180,6 +180,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         return _from_application_error(exc).response()
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     if options.stream:
+        handle.start()  # call the provider now, while the response's head goes out
         response = StreamingHttpResponse(_stream(handle, include_usage), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
