@@ -23,10 +23,10 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core import signals  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
+from django.test.utils import override_settings  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
 from dac.gc_tuning import prepare_for_serving  # noqa: E402
-from django.test.utils import override_settings  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
 

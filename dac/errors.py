@@ -6,6 +6,8 @@ handler turns them (and DRF's own errors) into `{"error": {"code", "message", "d
 
 from __future__ import annotations
 
+import sys
+
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.http import Http404, JsonResponse
@@ -63,6 +65,18 @@ def error_body(code: str, message: str, detail=None) -> dict:
 
 def error_response(code: str, message: str, status: int, detail=None, headers=None) -> JsonResponse:
     response = JsonResponse(error_body(code, message, detail), status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def openai_error_body(message: str, *, type_: str, code: str | None = None, param: str | None = None) -> dict:
+    """The error shape of OpenAI's API, which the gateway (/v1/) speaks."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def openai_error_response(message: str, status: int, *, type_: str, code: str | None = None, param: str | None = None, headers=None) -> JsonResponse:
+    response = JsonResponse(openai_error_body(message, type_=type_, code=code, param=param), status=status)
     for name, value in (headers or {}).items():
         response[name] = value
     return response
@@ -126,8 +140,7 @@ def not_found_view(request, exception=None):
     if request.path.startswith("/api/"):
         return error_response("not_found", f"No API endpoint at {request.path}.", 404)
     if request.path.startswith("/v1/"):
-        body = {"error": {"message": f"Unknown endpoint {request.path}.", "type": "invalid_request_error", "param": None, "code": "not_found"}}
-        return JsonResponse(body, status=404)
+        return openai_error_response(f"Unknown endpoint {request.path}.", 404, type_="invalid_request_error", code="not_found")
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
@@ -135,10 +148,6 @@ def not_found_view(request, exception=None):
 
 def server_error_view(request):
     """500 in the shape the caller reads; a database outage says 503 and when to retry."""
-    import sys
-
-    from django.db import DatabaseError
-
     exc = sys.exc_info()[1]
     unavailable = isinstance(exc, DatabaseError)
     status = 503 if unavailable else 500
@@ -147,11 +156,7 @@ def server_error_view(request):
     if request.path.startswith("/api/"):
         return error_response("unavailable" if unavailable else "internal", message, status, headers=headers)
     if request.path.startswith("/v1/"):
-        body = {"error": {"message": message, "type": "service_unavailable" if unavailable else "server_error", "param": None, "code": None}}
-        response = JsonResponse(body, status=status)
-        for name, value in headers.items():
-            response[name] = value
-        return response
+        return openai_error_response(message, status, type_="service_unavailable" if unavailable else "server_error", headers=headers)
     from django.views.defaults import server_error
 
     response = server_error(request)

@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from dac.db.steps import db_step
-from dac.errors import ApplicationError
+from dac.errors import ApplicationError, openai_error_body, openai_error_response
 from metrics.services import overhead_observe
 from providers.adapters import ADAPTERS
 from tenants.authentication import bearer_token
@@ -49,11 +49,7 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def response(self) -> JsonResponse:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        response = JsonResponse(body, status=self.status)
-        for name, value in self.headers.items():
-            response[name] = value
-        return response
+        return openai_error_response(self.message, self.status, type_=self.type, code=self.code, param=self.param, headers=self.headers)
 
 
 def _from_application_error(exc: ApplicationError) -> GatewayError:
@@ -253,7 +249,7 @@ async def _stream(handle: SendHandle, include_usage: bool):
         elif isinstance(event, Failed):
             answer = event.answer
             _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
-            error = {"error": {"message": answer.error_message, "type": type_, "param": None, "code": answer.error_category}}
+            error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
             yield b"data: " + json.dumps(error).encode() + b"\n\n"
     yield b"data: [DONE]\n\n"
 
