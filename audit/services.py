@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import weakref
 from dataclasses import dataclass, field
 
 from django.db import connections
@@ -15,6 +14,7 @@ from django.utils import timezone
 from audit.chain import GENESIS_HASH, link_hash, row_content
 from audit.models import ActorType, AuditLog
 from dac.db.loop_connection import LoopConnection
+from dac.per_loop import PerLoop
 from tenants.context import Tenant, current_tenant, reset_tenant, set_tenant
 
 
@@ -194,7 +194,7 @@ async def audit_records_async(*, org_id: int | None, actor: Actor, events: list[
     of commits into a few larger ones; alone, an append is written at once. Nothing is
     acknowledged before its commit.
     """
-    return await _group_commit().append(org_id, actor, events)
+    return await _group_commits.get().append(org_id, actor, events)
 
 
 AUDIT_WRITER_NAME = "dac audit writer"  # the group commit's connection in pg_stat_activity
@@ -203,8 +203,8 @@ AUDIT_WRITER_NAME = "dac audit writer"  # the group commit's connection in pg_st
 class _GroupCommit:
     """Per event loop: the appends waiting for the next write, and whether one is running."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.waiting: list[tuple[int | None, Actor, list[AuditEvent], asyncio.Future]] = []
         self.writing = False
         self.connection = LoopConnection(AUDIT_WRITER_NAME)  # one writer at a time: one connection, no pool
@@ -257,26 +257,8 @@ async def _write_batch(connection: LoopConnection, batch) -> list:
 
 
 _WRITERS: set[asyncio.Task] = set()
-_group_commits: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _group_commit() -> _GroupCommit:
-    loop = asyncio.get_running_loop()
-    writer = _group_commits.get(loop)
-    if writer is None:
-        _close_writers_of_closed_loops()
-        writer = _group_commits[loop] = _GroupCommit(loop)
-    return writer
-
-
-def _close_writers_of_closed_loops() -> None:
-    """A server has one loop per worker for its whole life; `async_to_sync` without a server loop
-    and `asyncio.run()` (tests, commands) make short-lived ones. Close the connections those left
-    behind now, rather than whenever the collector gets to their loops."""
-    for loop, writer in list(_group_commits.items()):
-        if loop.is_closed():
-            writer.connection.discard()
-            _group_commits.pop(loop, None)
+# One writer per event loop; a closed loop's writer has its connection closed (dac/per_loop.py).
+_group_commits: PerLoop[_GroupCommit] = PerLoop(_GroupCommit, discard=lambda writer: writer.connection.discard())
 
 
 def audit_operator_bypass(*, actor: str, reason: str) -> None:

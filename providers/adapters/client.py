@@ -4,7 +4,7 @@ Reusing a client keeps TLS connections to providers alive between calls, which s
 (tens of milliseconds) on every request. An AsyncClient is bound to the loop that first used it,
 so each loop gets its own: ASGI servers run one long-lived loop per worker, while `async_to_sync`
 and `asyncio.run()` in tests and commands create short-lived ones. Entries for loops that have
-closed or been garbage-collected are dropped when the next client is made.
+closed or been garbage-collected are dropped when the next client is made (dac/per_loop.py).
 
 The client speaks httpx's API over aiohttp's connection pool (httpx-aiohttp's transport).
 httpcore's own pool walks every pooled connection, probing each socket, whenever a request
@@ -23,13 +23,9 @@ of httpx-aiohttp (`ProviderTransport`):
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
-import threading
 import typing
-import weakref
-from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import aiohttp
@@ -38,6 +34,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+from dac.per_loop import PerLoop
 
 DEFAULT_MAX_CONNECTIONS = 2000
 _CHUNK_BYTES = 16 * 1024
@@ -118,39 +116,37 @@ class _ProviderClient(httpx.AsyncClient):
         return ProviderTransport(verify=verify, cert=cert, trust_env=trust_env, limits=limits, proxy=proxy)
 
 
-@dataclass(frozen=True)
-class _Entry:
-    loop: weakref.ReferenceType[asyncio.AbstractEventLoop]
-    client: httpx.AsyncClient
+def _new_client() -> httpx.AsyncClient:
+    return _ProviderClient(
+        limits=httpx.Limits(
+            max_connections=_max_connections(),  # calls in flight to providers, per process
+            max_keepalive_connections=100,
+            keepalive_expiry=30.0,
+        ),
+        timeout=httpx.Timeout(30.0),  # every call passes its own; this is only a backstop
+        follow_redirects=False,  # a redirect means a wrong base URL, not something to chase
+        headers={"User-Agent": "DAC-gateway/1.0"},
+        cookies=_NO_COOKIES,
+    )
 
 
-_lock = threading.Lock()
-_clients: dict[int, _Entry] = {}
+def _detach(client: httpx.AsyncClient) -> None:
+    """A client whose loop has closed: its connections died with the loop and cannot be closed
+    cleanly any more; the aiohttp session and pool are only marked closed, so that they are freed
+    without "Unclosed client session" errors in the log."""
+    for session in _aiohttp_sessions(client):
+        connector = session.connector
+        session.detach()
+        if connector is not None:
+            connector._close()  # on a closed loop this only marks it closed
+
+
+_clients: PerLoop[httpx.AsyncClient] = PerLoop(_new_client, discard=_detach)
 
 
 def shared_client() -> httpx.AsyncClient:
     """The client for the running loop, made on first use (must be called inside a coroutine)."""
-    loop = asyncio.get_running_loop()
-    key = id(loop)
-    with _lock:
-        entry = _clients.get(key)
-        # id() values are reused after a loop is freed, so check it is the very same loop.
-        if entry is not None and entry.loop() is loop and not entry.client.is_closed:
-            return entry.client
-        _forget_closed_loops()
-        client = _ProviderClient(
-            limits=httpx.Limits(
-                max_connections=_max_connections(),  # calls in flight to providers, per process
-                max_keepalive_connections=100,
-                keepalive_expiry=30.0,
-            ),
-            timeout=httpx.Timeout(30.0),  # every call passes its own; this is only a backstop
-            follow_redirects=False,  # a redirect means a wrong base URL, not something to chase
-            headers={"User-Agent": "DAC-gateway/1.0"},
-            cookies=_NO_COOKIES,
-        )
-        _clients[key] = _Entry(weakref.ref(loop), client)
-        return client
+    return _clients.get()
 
 
 def _max_connections() -> int:
@@ -162,39 +158,17 @@ def _max_connections() -> int:
         return DEFAULT_MAX_CONNECTIONS
 
 
-def _forget_closed_loops() -> None:
-    """Drop the clients of loops that have closed (short-lived loops: `async_to_sync` and
-    `asyncio.run()` in tests and commands). Their connections died with the loop and cannot be
-    closed cleanly any more; the aiohttp session and pool are only marked closed, so that they
-    are freed without "Unclosed client session" errors in the log."""
-    for key, entry in list(_clients.items()):
-        loop = entry.loop()
-        if loop is not None and not loop.is_closed():
-            continue
-        del _clients[key]
-        for session in _aiohttp_sessions(entry.client):
-            connector = session.connector
-            session.detach()
-            if connector is not None:
-                connector._close()  # on a closed loop this only marks it closed
-
-
 def _aiohttp_sessions(client: httpx.AsyncClient) -> list[aiohttp.ClientSession]:
     # httpx 0.28 keeps the default transport and the proxy transports in these two attributes.
     transports = (client._transport, *client._mounts.values())
     return [t.client for t in transports if isinstance(t, AiohttpTransport) and isinstance(t.client, aiohttp.ClientSession)]
 
 
-@atexit.register
-def _forget_at_exit() -> None:
-    with _lock:
-        _forget_closed_loops()
+atexit.register(_clients.drop_closed)
 
 
 async def aclose_shared_client() -> None:
     """Close the running loop's client (e.g. on ASGI shutdown or at the end of a test)."""
-    key = id(asyncio.get_running_loop())
-    with _lock:
-        entry = _clients.pop(key, None)
-    if entry is not None:
-        await entry.client.aclose()
+    client = _clients.pop()
+    if client is not None:
+        await client.aclose()

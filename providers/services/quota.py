@@ -30,7 +30,6 @@ import logging
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -49,6 +48,7 @@ from redis.exceptions import (
 
 from audit.services import Actor, audit_record
 from dac.db.steps import db_step
+from dac.per_loop import PerLoop
 from dac.errors import ApplicationError, Forbidden, RateLimited, ValidationFailed
 from dac.org_cache import PerOrgCache
 from providers.adapters import PROVIDER_NAMES
@@ -173,7 +173,7 @@ class QuotaService:
             else:
                 redis_client = _redis_client_for(redis_url)
                 self._async_url = redis_url
-        self._async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._async_clients: PerLoop | None = PerLoop(self._new_async_client) if self._async_url else None
         self.redis = RedisStore(redis_client, prefix=key_prefix or getattr(settings, "DAC_QUOTA_KEY_PREFIX", "dac:q"))
         self.pg = PostgresStore(db_alias)
         self.db_alias = db_alias
@@ -309,15 +309,12 @@ class QuotaService:
         return fn(*args, **kwargs)
 
     def _async_client(self):
-        if self._async_url is None:
-            return None
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            import redis.asyncio
+        return None if self._async_clients is None else self._async_clients.get()
 
-            client = self._async_clients[loop] = redis.asyncio.Redis.from_url(self._async_url, socket_connect_timeout=0.25, socket_timeout=0.5)
-        return client
+    def _new_async_client(self):
+        import redis.asyncio
+
+        return redis.asyncio.Redis.from_url(self._async_url, socket_connect_timeout=0.25, socket_timeout=0.5)
 
     def usage(self, *, org_id: int, provider: str) -> Usage:
         requests_limit, tokens_limit = self.limits(org_id=org_id, provider=provider)

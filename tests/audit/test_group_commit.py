@@ -145,7 +145,7 @@ def test_the_writer_connection_of_a_closed_loop_is_closed_when_the_next_loop_wri
 
     async def append():
         await audit_records_async(org_id=org_a.id, actor=Actor.system(), events=_events(1))
-        return services._group_commits[asyncio.get_running_loop()].connection._conn
+        return services._group_commits.get().connection._conn
 
     loops = [asyncio.new_event_loop() for _ in range(2)]  # held, so neither is collected meanwhile
     try:
