@@ -9,13 +9,13 @@ import re
 
 import pytest
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from audit.services import Actor
 from providers.services.keys import provider_key_add
 from tenants.context import tenant_context
 from tenants.models import ApiToken, Membership
 from tenants.services import api_token_create
+from tests.routes import url_routes
 from threads.models import Message, Thread
 
 pytestmark = pytest.mark.django_db
@@ -26,20 +26,6 @@ _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>|\(\?P<(\w+)>[^)]*\)")
 TOKEN_ONLY = {"v1/chat/completions": {401}, "v1/models": {403}}
 # Rendered by DRF's HTML renderer, whose 403 page does not name the reason.
 TERSE_403 = ("api/docs/", "api/schema/")
-
-
-def _routes() -> list[str]:
-    found = []
-
-    def walk(patterns, prefix: str) -> None:
-        for pattern in patterns:
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, prefix + str(pattern.pattern))
-            elif isinstance(pattern, URLPattern):
-                found.append(prefix + str(pattern.pattern))
-
-    walk(get_resolver().url_patterns, "")
-    return found
 
 
 def _url(route: str, ids: dict) -> str:
@@ -75,7 +61,7 @@ def test_every_session_post_without_the_csrf_token_is_refused(ids, alice, org_a)
     data = {"title": "csrf", "content": "csrf", "role": "admin", "name": "csrf", "org_id": org_a.pk, "api_key": "sk-csrf-0123456789abcdef",
             "username": "alice@example.com", "password": "x", "email": "new@example.com", "org_name": "Evil"}
     failures, tried = [], 0
-    for route in _routes():
+    for route, _ in url_routes():
         url = _url(route, ids)
         for method in ("post", "put", "patch", "delete"):
             if method != "post" and not route.startswith("api/"):

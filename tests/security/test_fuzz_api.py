@@ -24,7 +24,7 @@ import hypothesis
 import pytest
 import schemathesis
 from django.test import Client
-from django.urls import Resolver404, URLResolver, get_resolver, resolve
+from django.urls import Resolver404, resolve
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, Phase
@@ -34,6 +34,7 @@ from audit.services import Actor
 from tenants.context import tenant_context
 from tenants.models import Membership
 from tenants.services import api_token_create
+from tests.routes import url_routes
 from threads.models import Message, Thread
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarnings("ignore")]
@@ -159,18 +160,7 @@ def test_the_fuzzer_covers_every_api_route():
     served = Client().get("/api/schema/", headers={"Accept": "application/vnd.oai.openapi+json"})
     assert served.status_code == 200 and set(json.loads(served.content)["paths"]) == set(DRF.raw_schema["paths"])
     documented = {resolve(re.sub(r"\{\w+\}", "1", path)).func for path in DRF.raw_schema["paths"]}
-    mounted = {}
-
-    def walk(patterns, prefix: str) -> None:
-        for pattern in patterns:
-            route = prefix + str(pattern.pattern)
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, route)
-            else:
-                mounted[route] = pattern.callback
-
-    walk(get_resolver().url_patterns, "")
-    api_views = {route: view for route, view in mounted.items() if route.startswith("api/v1/")}
+    api_views = {route: view for route, view in url_routes() if route.startswith("api/v1/")}
     assert api_views, "no /api/v1 route found"
     assert {route for route, view in api_views.items() if view not in documented} == set()
 

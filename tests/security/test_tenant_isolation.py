@@ -14,7 +14,6 @@ import re
 
 import pytest
 from django.test import Client, override_settings
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from audit.services import Actor
 from providers.models import ProviderKey
@@ -23,6 +22,7 @@ from tenants.context import tenant_context
 from tenants.models import ApiToken, Membership
 from tenants.services import api_token_create
 from tests.factories import MembershipFactory, UserFactory
+from tests.routes import url_routes
 from threads.models import ForgottenMemory, Message, Thread
 
 # transaction=True: the gateway authenticates on its own pool threads, outside a test transaction.
@@ -31,22 +31,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarning
 MARK = "zqx-org-a-secret"  # in every piece of org A's data an attacker could see
 NEVER_OK = {200, 201, 202, 204}
 NOT_IDS = {"provider"}  # URL parameters that name no object of an org
-
-
-def _routes() -> list[tuple[str, object]]:
-    """(route as Django prints it, view) for every URL pattern, admin included."""
-    found = []
-
-    def walk(patterns, prefix: str) -> None:
-        for pattern in patterns:
-            route = prefix + str(pattern.pattern)
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, route)
-            elif isinstance(pattern, URLPattern):
-                found.append((route, pattern.callback))
-
-    walk(get_resolver().url_patterns, "")
-    return found
 
 
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>|\(\?P<(\w+)>[^)]*\)")
@@ -143,7 +127,7 @@ def test_every_route_with_an_id_refuses_other_orgs_and_changes_nothing(a, org_b,
     ids = _ids(a, org_b)
     body = {"title": "pwned", "archived": True, "role": "owner", "content": "pwned", "allowed": "on", "org_id": a["org"].pk}
     failures, tried = [], 0
-    for route, _view in _routes():
+    for route, _view in url_routes():
         params = _params(route)
         if not set(params) - NOT_IDS:
             continue  # nothing of org A's in the URL (e.g. settings/providers/<provider>/keys/)
@@ -177,7 +161,7 @@ def test_every_route_with_an_id_refuses_other_orgs_and_changes_nothing(a, org_b,
 
 def test_pages_and_lists_never_show_another_orgs_data(a, org_b, charlie, erin, b_token):
     failures = []
-    for route, _view in _routes():
+    for route, _view in url_routes():
         if _params(route) or route.startswith(("admin/", "logout/", "demo", "api/docs/")):
             continue
         url = _url(route, {})
