@@ -14,7 +14,7 @@ from django.test import Client
 from psycopg import sql
 
 from tenants.context import tenant_context
-from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from tests.factories import OrganizationFactory, member
 
 SUPERUSER_URL = os.environ.get("DAC_DB_SUPERUSER_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct horse battery staple"
@@ -87,23 +87,17 @@ def org_b(db):
 
 @pytest.fixture
 def alice(org_a):
-    user = UserFactory(email="alice@example.com")
-    MembershipFactory(org=org_a, user=user, role="owner")
-    return user
+    return member(org_a, "alice@example.com", "owner")
 
 
 @pytest.fixture
 def bob(org_a):
-    user = UserFactory(email="bob@example.com")
-    MembershipFactory(org=org_a, user=user, role="member")
-    return user
+    return member(org_a, "bob@example.com", "member")
 
 
 @pytest.fixture
 def charlie(org_b):
-    user = UserFactory(email="charlie@example.com")
-    MembershipFactory(org=org_b, user=user, role="member")
-    return user
+    return member(org_b, "charlie@example.com", "member")
 
 
 def _client_for(user) -> Client:

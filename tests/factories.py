@@ -3,6 +3,8 @@ checks them exactly as it checks the app's own writes."""
 
 from __future__ import annotations
 
+import contextlib
+
 import factory
 
 from tenants.context import tenant_context
@@ -51,3 +53,36 @@ class MembershipFactory(TenantFactory):
 
     user = factory.SubFactory(UserFactory)
     role = "member"
+
+
+def member(org: Organization, email: str, role: str = "member") -> User:
+    """A user with a membership of `org`."""
+    user = UserFactory(email=email)
+    MembershipFactory(org=org, user=user, role=role)
+    return user
+
+
+def api_token_for(org: Organization, name: str = "t") -> str:
+    """The plaintext of a new API token of `org` (made by the system, as an operator would)."""
+    from audit.services import Actor
+    from tenants.services import api_token_create
+
+    with tenant_context(org):
+        return api_token_create(org_id=org.pk, name=name, created_by=None, actor=Actor.system()).plaintext
+
+
+@contextlib.contextmanager
+def fake_provider_keyed(org: Organization, provider: str = "openai"):
+    """A FakeProvider speaking `provider`'s wire format, with an active key of `org` pointing at
+    it; the caller allows private base URLs (DAC_ALLOW_PRIVATE_BASE_URLS) while it is used."""
+    from audit.services import Actor
+    from providers.services.keys import provider_key_add
+    from tests.fakes import FakeProvider
+
+    fake = FakeProvider(provider).start()
+    try:
+        with tenant_context(org):
+            provider_key_add(org_id=org.pk, provider=provider, api_key=f"sk-test-{provider}-0123456789abcdef", base_url=fake.base_url, actor=Actor.system())
+        yield fake
+    finally:
+        fake.close()

@@ -5,8 +5,8 @@ from django.test import Client
 
 from audit.services import Actor, audit_record
 from tenants.context import tenant_context
-from tenants.services import api_token_create
 from tests.assertions import assert_error_shape
+from tests.factories import api_token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -51,8 +51,7 @@ def test_a_page_past_the_end_is_404_in_the_error_shape(alice_client, events):
 
 def test_members_and_tokens_get_403(bob_client, org_a, events):
     assert_error_shape(bob_client.get("/api/v1/audit/"), 403)
-    with tenant_context(org_a):
-        token = api_token_create(org_id=org_a.id, name="ci", created_by=None, actor=Actor.system()).plaintext
+    token = api_token_for(org_a, "ci")
     assert_error_shape(Client(headers={"Authorization": f"Bearer {token}"}).get("/api/v1/audit/"), 403)
 
 

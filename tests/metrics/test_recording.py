@@ -7,13 +7,12 @@ import pytest
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from audit.services import Actor
 from metrics.buffer import MetricsBuffer, set_buffer
 from metrics.models import ProviderCallMetric, RequestMetric
 from metrics.services import metrics_flush, overhead_observe, provider_call_record
 from tenants.context import tenant_context
 from tenants.models import Membership
-from tenants.services import api_token_create
+from tests.factories import api_token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -48,8 +47,7 @@ def test_a_forbidden_page_is_a_dac_auth_error(bob_client, org_a):
 
 
 def test_api_token_requests_are_recorded_for_the_tokens_org(org_a, org_b):
-    with tenant_context(org_b):
-        token = api_token_create(org_id=org_b.id, name="ci", created_by=None, actor=Actor.system()).plaintext
+    token = api_token_for(org_b, "ci")
     Client(headers={"Authorization": f"Bearer {token}"}).get("/api/v1/members/")
     assert _rows(org_a) == []
     [row] = _rows(org_b)

@@ -5,10 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import Client
 
-from audit.services import Actor
 from tenants.context import tenant_context
-from tenants.services import api_token_create
 from tests.assertions import assert_error_shape
+from tests.factories import api_token_for
 from tests.metrics.conftest import put_calls, put_requests
 
 pytestmark = pytest.mark.django_db
@@ -31,8 +30,7 @@ def data(org_a, org_b):
 
 @pytest.fixture
 def token_a(org_a):
-    with tenant_context(org_a):
-        return api_token_create(org_id=org_a.id, name="ci", created_by=None, actor=Actor.system()).plaintext
+    return api_token_for(org_a, "ci")
 
 
 def _bearer(token):

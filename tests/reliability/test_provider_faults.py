@@ -21,11 +21,9 @@ import pytest
 from django.test import Client
 from django.utils.html import escape
 
-from audit.services import Actor
-from providers.services.keys import provider_key_add
 from tenants.context import tenant_context
-from tenants.services import api_token_create
-from tests.fakes import Behaviour, FakeProvider
+from tests.factories import api_token_for, fake_provider_keyed
+from tests.fakes import Behaviour
 from threads.models import Message, Thread
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarnings("ignore::RuntimeWarning")]
@@ -43,17 +41,13 @@ def fake(org_a, settings):
     settings.DAC_PROVIDER_RETRIES = RETRIES
     settings.DAC_PROVIDER_RETRY_BACKOFF = 0.01
     settings.DAC_ALLOW_PRIVATE_BASE_URLS = True
-    server = FakeProvider("openai").start()
-    with tenant_context(org_a):
-        provider_key_add(org_id=org_a.id, provider="openai", api_key="sk-faults-0123456789abcdef", base_url=server.base_url, actor=Actor.system())
-    yield server
-    server.close()
+    with fake_provider_keyed(org_a) as server:
+        yield server
 
 
 @pytest.fixture
 def api(asgi_server, org_a):
-    with tenant_context(org_a):
-        token = api_token_create(org_id=org_a.id, name="faults", created_by=None, actor=Actor.system()).plaintext
+    token = api_token_for(org_a, "faults")
     with httpx.Client(base_url=asgi_server.url, headers={"Authorization": f"Bearer {token}"}, timeout=20) as client:
         yield client
 

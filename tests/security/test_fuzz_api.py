@@ -34,6 +34,7 @@ from audit.services import Actor
 from tenants.context import tenant_context
 from tenants.models import Membership
 from tenants.services import api_token_create
+from tests.factories import api_token_for
 from tests.routes import url_routes
 from threads.models import Message, Thread
 
@@ -67,8 +68,8 @@ def _operations(schema) -> list:
 @pytest.fixture
 def world(org_a, org_b, alice, bob, charlie):
     """Org A's real objects (ids for the valid requests) and the token the fuzzer uses."""
+    token = api_token_for(org_a, "fuzzer")
     with tenant_context(org_a):
-        token = api_token_create(org_id=org_a.id, name="fuzzer", created_by=None, actor=Actor.system()).plaintext
         victim = api_token_create(org_id=org_a.id, name="victim", created_by=None, actor=Actor.system())
         thread = Thread.objects.create(org=org_a, title="fuzzed")
         message = Message.objects.create(org=org_a, thread=thread, seq=1, role="user", content="hello")

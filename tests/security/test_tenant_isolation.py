@@ -21,7 +21,7 @@ from providers.services.keys import provider_key_add
 from tenants.context import tenant_context
 from tenants.models import ApiToken, Membership
 from tenants.services import api_token_create
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, api_token_for, member
 from tests.routes import url_routes
 from threads.models import ForgottenMemory, Message, Thread
 
@@ -63,15 +63,12 @@ def a(org_a, alice, bob, settings):
 
 @pytest.fixture
 def erin(org_b):
-    user = UserFactory(email="erin@example.com")
-    MembershipFactory(org=org_b, user=user, role="owner")
-    return user
+    return member(org_b, "erin@example.com", "owner")
 
 
 @pytest.fixture
 def b_token(org_b):
-    with tenant_context(org_b):
-        return api_token_create(org_id=org_b.id, name="b", created_by=None, actor=Actor.system()).plaintext
+    return api_token_for(org_b, "b")
 
 
 def _ids(a, org_b) -> dict:
@@ -207,8 +204,7 @@ def test_the_gateway_refuses_another_orgs_thread_and_never_writes_to_it(a, b_tok
 
 
 def test_a_token_of_another_org_or_a_revoked_or_forged_one_gets_nothing(a, org_a, b_token):
-    with tenant_context(org_a):
-        plaintext = api_token_create(org_id=org_a.id, name="soon revoked", created_by=None, actor=Actor.system()).plaintext
+    plaintext = api_token_for(org_a, "soon revoked")
     good = Client(headers={"Authorization": f"Bearer {plaintext}"})
     assert good.get(f"/api/v1/threads/{a['thread'].pk}/").status_code == 200
     from tenants.services import api_token_revoke

@@ -9,17 +9,14 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 
-from audit.services import Actor
 from dac.asgi import django_application
-from tenants.context import tenant_context
-from tenants.services import api_token_create
+from tests.factories import api_token_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 
 def _token(org) -> str:
-    with tenant_context(org):
-        return api_token_create(org_id=org.id, name="t", created_by=None, actor=Actor.system()).plaintext
+    return api_token_for(org, "t")
 
 
 def _raw_membership_count_with_no_org() -> int:

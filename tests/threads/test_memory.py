@@ -19,10 +19,8 @@ from qdrant_client import models
 from audit.models import AuditLog
 from audit.services import Actor
 from dac.errors import NotFound
-from providers.services.keys import provider_key_add
 from tenants.context import tenant_context
-from tenants.services import api_token_create
-from tests.fakes import FakeProvider
+from tests.factories import api_token_for, fake_provider_keyed
 from threads import memory
 from threads.memory import embeddings, selectors, store, worker
 from threads.memory.services import memory_settings_update
@@ -252,17 +250,13 @@ def test_a_thread_with_memory_off_recalls_nothing_but_is_still_remembered(org_a)
 @pytest.fixture
 def openai_fake(org_a, settings):
     settings.DAC_ALLOW_PRIVATE_BASE_URLS = True
-    fake = FakeProvider("openai").start()
-    with tenant_context(org_a):
-        provider_key_add(org_id=org_a.pk, provider="openai", api_key="sk-test-memory-0123456789", base_url=fake.base_url, actor=Actor.system())
-    yield fake
-    fake.close()
+    with fake_provider_keyed(org_a) as fake:
+        yield fake
 
 
 @pytest.fixture
 def api(org_a):
-    with tenant_context(org_a):
-        token = api_token_create(org_id=org_a.pk, name="memory tests", created_by=None, actor=Actor.system()).plaintext
+    token = api_token_for(org_a, "memory tests")
     return Client(headers={"Authorization": f"Bearer {token}"})
 
 

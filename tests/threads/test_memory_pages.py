@@ -10,7 +10,7 @@ from django.urls import NoReverseMatch, include, path, reverse
 from audit.models import AuditLog
 from audit.services import Actor
 from tenants.context import tenant_context
-from tenants.services import api_token_create
+from tests.factories import api_token_for
 from tests.threads.test_memory import fresh_memory, make_thread, noise, points  # noqa: F401 - fresh_memory is autouse
 from threads.memory.urls import memory_api_urlpatterns, memory_urlpatterns
 from threads.models import MemorySettings
@@ -37,8 +37,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarning
 
 
 def _token_client(org) -> Client:
-    with tenant_context(org):
-        token = api_token_create(org_id=org.pk, name="memory", created_by=None, actor=Actor.system()).plaintext
+    token = api_token_for(org, "memory")
     return Client(headers={"Authorization": f"Bearer {token}"})
 
 
