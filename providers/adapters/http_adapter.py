@@ -13,20 +13,18 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from .base import BaseAdapter, CompletionResult, Message, ProviderError, StreamEvent
-from .client import shared_client
+from .client import TRANSPORT_ERRORS, Reply, received_text, shared_client
 from .sse import SSEDecoder
 
 logger = logging.getLogger(__name__)
-# What a failed exchange with a provider raises.
-TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, TimeoutError)
 
 # Error `type` / `code` / `metadata.error_type` values that name a category when no HTTP status
 # does (errors embedded in a 200 body or stream often carry no numeric code).
@@ -77,7 +75,7 @@ def category_for_error_type(error: dict[str, Any]) -> str | None:
     return None
 
 
-def retry_after_from_headers(headers: httpx.Headers) -> float | None:
+def retry_after_from_headers(headers: Mapping[str, str]) -> float | None:
     """`retry-after-ms`, else `Retry-After` as seconds or an HTTP date; None when absent."""
     value = headers.get("retry-after-ms")
     if value:
@@ -190,7 +188,7 @@ class HTTPAdapter(BaseAdapter):
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                response = await shared_client().post(url, headers=self._headers(), json=body, timeout=timeout)
+                response = await shared_client().send("POST", url, headers=self._headers(), body=body, timeout=timeout)
         except TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc) from None
         if not response.is_success:
@@ -205,16 +203,13 @@ class HTTPAdapter(BaseAdapter):
         started = time.perf_counter()
         acc = Accumulator(model)
         try:
-            async with shared_client().stream("POST", url, headers=self._headers(), json=body,
-                                              timeout=timeout) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise self._http_error(response)
+            async with shared_client().stream(url, headers=self._headers(), body=body, timeout=timeout) as response:
+                if not 200 <= response.status < 300:
+                    raise self._http_error(await _whole(response))
                 content_type = response.headers.get("content-type", "")
                 if "json" in content_type and "event-stream" not in content_type:
                     # The server ignored the stream flag and answered in one piece.
-                    await response.aread()
-                    delta = self._take(acc, self._json(response))
+                    delta = self._take(acc, self._json(await _whole(response)))
                     acc.ended = True
                     if delta:
                         acc.first_token_ms = _ms_since(started)
@@ -231,10 +226,10 @@ class HTTPAdapter(BaseAdapter):
             raise self._error("unavailable", None, "the stream ended before the provider finished")
         yield StreamEvent("", self._result(acc, started))
 
-    async def _sse_deltas(self, response: httpx.Response, acc: Accumulator,
+    async def _sse_deltas(self, response: aiohttp.ClientResponse, acc: Accumulator,
                           started: float) -> AsyncIterator[str]:
         decoder = SSEDecoder()
-        chunks = response.aiter_text()
+        chunks = received_text(response)
         async for text in chunks:
             for data in decoder.feed(text):
                 delta = self._on_event(acc, data, started)
@@ -270,7 +265,7 @@ class HTTPAdapter(BaseAdapter):
     async def list_models(self, timeout: float = 10.0) -> list[str]:
         try:
             async with asyncio.timeout(timeout):
-                response = await shared_client().get(self._models_url(), headers=self._headers(), timeout=timeout)
+                response = await shared_client().send("GET", self._models_url(), headers=self._headers(), timeout=timeout)
         except TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc) from None
         if not response.is_success:
@@ -305,11 +300,11 @@ class HTTPAdapter(BaseAdapter):
             cost_usd=acc.cost_usd,
         )
 
-    def _json(self, response: httpx.Response) -> Any:
+    def _json(self, response: Reply) -> Any:
         try:
             return json.loads(response.content)
         except ValueError:
-            raise self._error("unavailable", response.status_code,
+            raise self._error("unavailable", response.status,
                               f"the response is not JSON: {response.content[:80]!r}") from None
 
     def _error_from_object(self, error: dict[str, Any], status: int | None, body: Any) -> ProviderError:
@@ -332,8 +327,8 @@ class HTTPAdapter(BaseAdapter):
         status = int_or_none(error.get("code")) or int_or_none(error.get("http_status"))
         return self._error_from_object(error, status, payload)
 
-    def _http_error(self, response: httpx.Response) -> ProviderError:
-        status = response.status_code
+    def _http_error(self, response: Reply) -> ProviderError:
+        status = response.status
         body = _parse_error_body(response)
         error = _error_object(body)
         if not error:
@@ -347,9 +342,9 @@ class HTTPAdapter(BaseAdapter):
 
     def _transport_error(self, exc: Exception) -> ProviderError:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        if isinstance(exc, TimeoutError):
             return self._error("timeout", None, f"no answer from {self.name} within the timeout ({detail})")
-        if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+        if isinstance(exc, aiohttp.InvalidURL):
             return self._error("bad_request", None, f"invalid base URL for {self.name} ({detail})")
         return self._error("unavailable", None, f"could not reach {self.name} ({detail})")
 
@@ -358,7 +353,11 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
 
 
-def _parse_error_body(response: httpx.Response) -> Any:
+async def _whole(response: aiohttp.ClientResponse) -> Reply:
+    return Reply(response.status, response.headers, await response.read())
+
+
+def _parse_error_body(response: Reply) -> Any:
     # Gateways answer errors with HTML pages: only JSON-decode what claims to be, or looks like, JSON.
     content_type = response.headers.get("content-type", "")
     text = response.text.strip()
@@ -389,17 +388,17 @@ def _error_object(body: Any) -> dict[str, Any]:
     return {}
 
 
-def _describe_non_json(response: httpx.Response) -> str:
+def _describe_non_json(response: Reply) -> str:
     text = response.text
     title = _TITLE_RE.search(text)
     if title:
         return " ".join(title.group(1).split())
     plain = " ".join(_TAG_RE.sub(" ", text).split())
-    return plain[:200] or f"HTTP {response.status_code} with an empty body"
+    return plain[:200] or f"HTTP {response.status} with an empty body"
 
 
 async def _drain(chunks: AsyncIterator[str]) -> None:
-    """Read what follows the end marker (normally just the end of the body) so httpx can put
+    """Read what follows the end marker (normally just the end of the body) so aiohttp can put
     the connection back in its pool instead of closing it: the next call skips a handshake.
     Bounded: a provider that keeps the body open after its end marker is simply let go."""
     try:

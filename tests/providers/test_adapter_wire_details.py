@@ -9,9 +9,9 @@ import threading
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 import pytest_asyncio
+from multidict import CIMultiDict
 
 from providers.adapters import (
     PROVIDER_NAMES,
@@ -308,11 +308,11 @@ def test_sse_decoder_delivers_an_unterminated_last_event_at_flush():
 def test_retry_after_accepts_seconds_milliseconds_and_http_dates():
     future = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
 
-    assert retry_after_from_headers(httpx.Headers({"Retry-After": "12"})) == 12.0
-    assert retry_after_from_headers(httpx.Headers({"retry-after-ms": "1500"})) == 1.5
-    assert 25 <= retry_after_from_headers(httpx.Headers({"Retry-After": future})) <= 30
-    assert retry_after_from_headers(httpx.Headers({"Retry-After": "soon"})) is None
-    assert retry_after_from_headers(httpx.Headers({})) is None
+    assert retry_after_from_headers(CIMultiDict({"Retry-After": "12"})) == 12.0
+    assert retry_after_from_headers(CIMultiDict({"retry-after-ms": "1500"})) == 1.5
+    assert 25 <= retry_after_from_headers(CIMultiDict({"Retry-After": future})) <= 30
+    assert retry_after_from_headers(CIMultiDict({"Retry-After": "soon"})) is None
+    assert retry_after_from_headers(CIMultiDict({})) is None
 
 
 def test_provider_errors_survive_pickling_with_their_fields():

@@ -321,7 +321,7 @@ async def test_transport_errors_do_not_reveal_the_key(fake):
         await adapter_for(fake).complete(messages=MESSAGES, model="test-model", timeout=0.2)
 
     assert KEY not in str(caught.value) and KEY not in repr(caught.value)
-    # httpx exceptions hold the request (and so its headers): they are not chained into ours.
+    # Client exceptions may hold the request (and so its headers): they are not chained into ours.
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
