@@ -43,6 +43,17 @@ def link_hash(prev_hash: str, content: str) -> str:
     return hashlib.sha256((prev_hash + content).encode()).hexdigest()
 
 
+def record_content(record: dict) -> str:
+    """`canonical_content` of a row still being written (a dict of its fields)."""
+    return canonical_content(**{name: record[name] for name in CONTENT_FIELDS})
+
+
+CONTENT_FIELDS = (
+    "org_id", "seq", "actor_type", "actor_id", "actor_label", "event", "target", "details",
+    "request_hash", "response_hash", "created_at",
+)
+
+
 def row_content(row) -> str:
     return canonical_content(
         org_id=row.org_id,

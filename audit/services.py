@@ -7,11 +7,12 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import connections
 from django.utils import timezone
 
-from audit.chain import GENESIS_HASH, link_hash, row_content
+from audit.chain import GENESIS_HASH, link_hash, record_content
 from audit.models import ActorType, AuditLog
 from dac.db.loop_connection import LoopConnection
 from dac.per_loop import PerLoop
@@ -113,7 +114,7 @@ def _append(org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -
                 cursor.execute(_APPEND_SQL, params)
                 params = steps.send(cursor.fetchone())
     except StopIteration as done:
-        return done.value
+        return [[_row(record) for record in records] for records in done.value]
     except BaseException:
         _heads.pop(org_id, None)  # e.g. rolled back with the caller's transaction: ask again
         raise
@@ -121,8 +122,9 @@ def _append(org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -
         reset_tenant(token)
 
 
-async def _append_on_loop(connection: LoopConnection, org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -> list[list[AuditLog]]:
-    """`_append` outside any transaction, on the event loop's own connection (no thread hop)."""
+async def _append_on_loop(connection: LoopConnection, org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -> list[list[dict]]:
+    """`_append` outside any transaction, on the event loop's own connection (no thread hop).
+    Returns the written rows as records (their fields, `id` included), not model instances."""
     tenant = Tenant(org_id=org_id, operator=org_id is None)
     try:
         steps = _append_steps(org_id, appends)
@@ -139,55 +141,62 @@ async def _append_on_loop(connection: LoopConnection, org_id: int | None, append
 def _append_steps(org_id: int | None, appends):
     """The statements of one append, as a generator the caller drives: it yields the parameters
     of each dac_audit_append call and is sent the row that call returned; it returns the
-    written rows. The chain head this process remembers is tried first and kept up to date
+    written rows' records (fields by name, `id` included). The chain head this process remembers is tried first and kept up to date
     (the drivers forget it when a statement fails). Appends without events write nothing."""
     if not any(events for _, events in appends):
         return [[] for _ in appends]
     head = _heads.get(org_id)
     for _ in range(_MAX_ATTEMPTS):
-        written, records = _link(org_id, appends, head or (0, GENESIS_HASH))
-        appended, head_seq, head_hash, ids = yield [org_id, head[0] if head else None, json.dumps(records, ensure_ascii=False)]
+        written = _link(org_id, appends, head or (0, GENESIS_HASH))
+        records = [record for group in written for record in group]
+        payload = json.dumps(records, ensure_ascii=False, default=_isoformat)
+        appended, head_seq, head_hash, ids = yield [org_id, head[0] if head else None, payload]
         if appended:
             break
         head = (head_seq, head_hash)
     else:
         raise RuntimeError(f"audit: the chain of org {org_id} kept moving; nothing was appended")
-    rows = [row for group in written for row in group]
-    for row, pk in zip(rows, ids):
-        row.pk = pk
-        row._state.adding = False
-    if rows:
-        _heads[org_id] = (rows[-1].seq, rows[-1].hash)
+    for record, pk in zip(records, ids):
+        record["id"] = pk
+    if records:
+        _heads[org_id] = (records[-1]["seq"], records[-1]["hash"])
     return written
 
 
-def _link(org_id: int | None, appends, head: tuple[int, str]) -> tuple[list[list[AuditLog]], list[dict]]:
-    """The rows of each append, hash-linked from `head`, and the same as JSON records."""
+def _link(org_id: int | None, appends, head: tuple[int, str]) -> list[list[dict]]:
+    """The rows of each append as records (fields by name), hash-linked from `head`. Plain
+    dicts, not model instances: this runs for every audited provider call."""
     seq, prev_hash = head
-    written, records = [], []
+    written = []
     for actor, events in appends:
-        rows = []
+        records = []
         for item in events:
             seq += 1
-            row = AuditLog(
-                org_id=org_id, seq=seq, actor_type=actor.type, actor_id=actor.id, actor_label=actor.label,
-                event=item.event, target=item.target, details=item.details, request_hash=item.request_hash,
-                response_hash=item.response_hash, created_at=timezone.now(), prev_hash=prev_hash,
-            )
-            row.hash = prev_hash = link_hash(prev_hash, row_content(row))
-            rows.append(row)
-            records.append({
-                "org_id": org_id, "seq": seq, "actor_type": row.actor_type, "actor_id": row.actor_id,
-                "actor_label": row.actor_label, "event": row.event, "target": row.target, "details": row.details,
-                "request_hash": row.request_hash, "response_hash": row.response_hash,
-                "created_at": row.created_at.isoformat(), "prev_hash": row.prev_hash, "hash": row.hash,
-            })
-        written.append(rows)
-    return written, records
+            record = {
+                "org_id": org_id, "seq": seq, "actor_type": actor.type, "actor_id": actor.id, "actor_label": actor.label,
+                "event": item.event, "target": item.target, "details": item.details, "request_hash": item.request_hash,
+                "response_hash": item.response_hash, "created_at": timezone.now(), "prev_hash": prev_hash,
+            }
+            record["hash"] = prev_hash = link_hash(prev_hash, record_content(record))
+            records.append(record)
+        written.append(records)
+    return written
 
 
-async def audit_records_async(*, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[AuditLog]:
-    """`audit_records` for async code, with group commit: returns once the events are durable.
+def _isoformat(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _row(record: dict) -> AuditLog:
+    """A written record as the model instance the synchronous callers get."""
+    row = AuditLog(**record)
+    row._state.adding = False
+    return row
+
+
+async def audit_records_async(*, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[dict]:
+    """`audit_records` for async code, with group commit: returns once the events are durable,
+    with their records (fields by name, `id` included).
 
     Appends that arrive while a write is in progress wait and go together in the next one: one
     statement (one lock, one commit) per org for the lot. Under load that turns a per-org queue
@@ -209,7 +218,7 @@ class _GroupCommit:
         self.writing = False
         self.connection = LoopConnection(AUDIT_WRITER_NAME)  # one writer at a time: one connection, no pool
 
-    async def append(self, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[AuditLog]:
+    async def append(self, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[dict]:
         future = self.loop.create_future()
         self.waiting.append((org_id, actor, events, future))
         if not self.writing:

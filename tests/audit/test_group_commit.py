@@ -48,7 +48,7 @@ def test_concurrent_appends_share_writes_and_the_chains_verify(org_a, org_b):
         return await asyncio.gather(*appends)
 
     results, statements = _append_statements_during(burst)
-    assert len(results) == 80 and all(len(rows) == 2 and rows[0].pk for rows in results)
+    assert len(results) == 80 and all(len(rows) == 2 and rows[0]["id"] for rows in results)
     # 80 appends, but far fewer statements (each a lock and a commit): they were written in groups.
     assert 2 <= statements < 80
     for org in (org_a, org_b):
