@@ -7,6 +7,9 @@ standard middleware would each hop to a worker thread and back on every call. Ev
 (pages, the REST API, the admin) gets the full stack. Static files are served by Django's ASGI
 static handler so a single `make run` process needs nothing in front of it. Once all is loaded,
 the heap is frozen for the garbage collector (dac/gc_tuning.py).
+
+`POST /v1/chat/completions` itself, the call integrations make all day, goes around Django's
+handler machinery to the same view with the same middleware hooks (dac/gateway_fast_path.py).
 """
 
 import asyncio
@@ -26,6 +29,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E4
 from django.test.utils import override_settings  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
+from dac.gateway_fast_path import GatewayFastPath  # noqa: E402
 from dac.gc_tuning import prepare_for_serving  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
@@ -102,6 +106,7 @@ class GatewayASGIHandler(ASGIHandler):
 
 
 gateway_application = GatewayASGIHandler()
+gateway_fast_path = GatewayFastPath()
 site_application = ASGIStaticFilesHandler(django_application) if settings.DAC_SERVE_STATIC else django_application
 
 
@@ -110,5 +115,7 @@ prepare_for_serving()
 
 async def application(scope, receive, send):
     if scope["type"] == "http" and scope["path"].startswith(GATEWAY_PREFIX):
+        if gateway_fast_path.handles(scope):
+            return await gateway_fast_path(scope, receive, send)
         return await gateway_application(scope, receive, send)
     return await site_application(scope, receive, send)

@@ -1,4 +1,6 @@
-"""The gateway's ASGI handler (dac/asgi.py): Django's request handling without thread hops."""
+"""The gateway's ASGI handling (dac/asgi.py): Django's request handling without thread hops, and
+`POST /v1/chat/completions` on its fast path (dac/gateway_fast_path.py), which must answer exactly
+as Django's gateway handler does."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import pytest
 from asgiref.sync import SyncToAsync
 from django.core import signals
 
-from dac.asgi import gateway_application
+from dac.asgi import application, gateway_application
 
 
-def _call(path: str, *, method: str = "GET", headers: list | None = None, body: bytes = b"") -> tuple[int, dict, bytes]:
+def _call(path: str, *, method: str = "GET", headers: list | None = None, body: bytes = b"", app=gateway_application,
+          scheme: str = "http") -> tuple[int, dict, bytes]:
     sent: list[dict] = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -25,11 +28,11 @@ def _call(path: str, *, method: str = "GET", headers: list | None = None, body: 
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": scheme,
         "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
         "headers": headers or [], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
     }
-    asyncio.run(gateway_application(scope, receive, send))
+    asyncio.run(app(scope, receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, body
@@ -73,7 +76,8 @@ def test_a_gateway_request_runs_djangos_request_signals_without_a_thread_hop(hop
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_warm_gateway_call_makes_no_thread_hop_and_is_audited(fakes, token_a, org_a, hops):
+@pytest.mark.parametrize("app", [gateway_application, application], ids=["django-handler", "fast-path"])
+def test_a_warm_gateway_call_makes_no_thread_hop_and_is_audited(fakes, token_a, org_a, hops, app):
     """Token, keys, routing and limits cached (as after any earlier call): the quota is reserved
     and settled on the event loop and the audit record written on its own connection."""
     from audit.models import AuditLog
@@ -83,12 +87,146 @@ def test_a_warm_gateway_call_makes_no_thread_hop_and_is_audited(fakes, token_a, 
     fakes["openai"].behaviour = Behaviour(text="fine", input_tokens=3, output_tokens=2)
     headers = [(b"authorization", f"Bearer {token_a}".encode()), (b"content-type", b"application/json")]
     body = b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
-    first = _call("/v1/chat/completions", method="POST", headers=headers, body=body)
+    first = _call("/v1/chat/completions", method="POST", headers=headers, body=body, app=app)
     hops.clear()
-    status, response_headers, content = _call("/v1/chat/completions", method="POST", headers=headers, body=body)
+    status, response_headers, content = _call("/v1/chat/completions", method="POST", headers=headers, body=body, app=app)
     assert first[0] == 200 and status == 200, content
     assert json.loads(content)["choices"][0]["message"]["content"] == "fine" and response_headers["x-dac-provider"] == "openai"
     assert hops == []
     with tenant_context(org_a):
         calls = AuditLog.objects.filter(event="provider.call").order_by("seq")
         assert [row.details["output_tokens"] for row in calls] == [2, 2]
+
+
+# --- the fast path answers as Django's gateway handler does ------------------------------------
+
+# Differ from one answer to the next whoever serves it; Content-Length is the fast path's own (Django
+# leaves the framing to the server, which then chunks).
+VOLATILE_HEADERS = {
+    "x-dac-overhead-ms", "content-length", "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens", "x-ratelimit-reset",
+}
+PARITY_CASES = {
+    "answer": b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}',
+    "stream": b'{"model": "openai/gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}',
+    "not json": b"{nope",
+    "unknown model": b'{"model": "nobody/x", "messages": [{"role": "user", "content": "hi"}]}',
+    "too large": b'{"model": "auto", "messages": [{"role": "user", "content": "' + b"x" * 2_000_100 + b'"}]}',
+}
+
+
+def _comparable(body: bytes) -> bytes:
+    """The body without what is new in every answer (completion id, creation time)."""
+    import re
+
+    return re.sub(rb'"(id|created)": ?("[^"]*"|\d+)', rb'"\1": _', body)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("case", list(PARITY_CASES))
+def test_the_fast_path_answers_with_the_status_headers_and_body_of_djangos_handler(fakes, token_a, case):
+    from dac.asgi import gateway_fast_path
+    from tests.fakes import Behaviour
+
+    fakes["openai"].behaviour = Behaviour(text="same words", input_tokens=3, output_tokens=2)
+    headers = [(b"authorization", f"Bearer {token_a}".encode()), (b"content-type", b"application/json")]
+    body = PARITY_CASES[case]
+    django_status, django_headers, django_body = _call("/v1/chat/completions", method="POST", headers=headers, body=body)
+    fast_status, fast_headers, fast_body = _call("/v1/chat/completions", method="POST", headers=headers, body=body, app=gateway_fast_path)
+
+    assert fast_status == django_status, (fast_body, django_body)
+    assert {k: v for k, v in fast_headers.items() if k not in VOLATILE_HEADERS} == {
+        k: v for k, v in django_headers.items() if k not in VOLATILE_HEADERS and k != "transfer-encoding"
+    }
+    assert _comparable(fast_body) == _comparable(django_body)
+    if not django_headers.get("content-type", "").startswith("text/event-stream"):
+        assert fast_headers["content-length"] == str(len(fast_body))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_without_a_token_gets_the_same_401_and_cors_headers_for_an_allowed_origin(settings):
+    from dac.asgi import gateway_fast_path
+
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example"]
+    headers = [(b"origin", b"https://app.example"), (b"content-type", b"application/json")]
+    body = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
+    django = _call("/v1/chat/completions", method="POST", headers=headers, body=body)
+    fast = _call("/v1/chat/completions", method="POST", headers=headers, body=body, app=gateway_fast_path)
+    assert fast[0] == django[0] == 401
+    assert fast[1]["access-control-allow-origin"] == django[1]["access-control-allow-origin"] == "https://app.example"
+    assert fast[2] == django[2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_exception_in_the_view_is_a_logged_openai_500(token_a, monkeypatch, caplog):
+    from dac.asgi import gateway_fast_path
+    from threads import gateway
+
+    async def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gateway, "message_send", broken)
+    headers = [(b"authorization", f"Bearer {token_a}".encode())]
+    body = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
+    status, headers, content = _call("/v1/chat/completions", method="POST", headers=headers, body=body, app=gateway_fast_path)
+    assert status == 500 and json.loads(content)["error"]["type"] == "server_error", content
+    assert "a bug" not in content.decode()
+    assert any(record.name == "django.request" and record.exc_info for record in caplog.records)
+
+
+def test_the_https_redirect_is_kept(settings):
+    from dac.gateway_fast_path import GatewayFastPath
+
+    settings.SECURE_SSL_REDIRECT = True
+    settings.ALLOWED_HOSTS = ["dac.example"]
+    status, headers, _ = _call("/v1/chat/completions", method="POST", headers=[(b"host", b"dac.example")], body=b"{}",
+                               app=GatewayFastPath())
+    assert status == 301 and headers["location"] == "https://dac.example/v1/chat/completions"
+    assert _call("/v1/chat/completions", method="POST", headers=[(b"host", b"dac.example")], body=b"{}",
+                 app=GatewayFastPath(), scheme="https")[0] == 401
+
+
+def test_a_middleware_the_fast_path_does_not_know_stops_it_from_loading(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from dac.gateway_fast_path import GatewayFastPath
+
+    settings.DAC_GATEWAY_MIDDLEWARE = [*settings.DAC_GATEWAY_MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
+    with pytest.raises(ImproperlyConfigured, match="DAC_GATEWAY_MIDDLEWARE"):
+        GatewayFastPath()
+
+
+def test_only_posts_to_chat_completions_take_the_fast_path():
+    from dac.asgi import gateway_fast_path
+
+    assert gateway_fast_path.handles({"path": "/v1/chat/completions", "method": "POST"})
+    assert not gateway_fast_path.handles({"path": "/v1/chat/completions", "method": "OPTIONS"})
+    assert not gateway_fast_path.handles({"path": "/v1/models", "method": "POST"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_fast_path_request_is_counted_under_its_route(token_a):
+    from prometheus_client import REGISTRY
+
+    from dac.asgi import gateway_fast_path
+
+    labels = {"method": "POST", "route": "/v1/chat/completions", "status": "400"}
+    before = REGISTRY.get_sample_value("dac_http_requests_total", labels) or 0
+    headers = [(b"authorization", f"Bearer {token_a}".encode())]
+    assert _call("/v1/chat/completions", method="POST", headers=headers, body=b"{nope", app=gateway_fast_path)[0] == 400
+    assert REGISTRY.get_sample_value("dac_http_requests_total", labels) == before + 1
+
+
+def test_a_client_gone_before_its_body_gets_no_answer():
+    from dac.asgi import gateway_fast_path
+
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    asyncio.run(gateway_fast_path(scope, receive, send))
+    assert sent == []
