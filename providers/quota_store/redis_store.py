@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError, NoScriptError
 
 from providers.quota_store import OK, OVER_REQUESTS, OVER_TOKENS, CounterRow, Counts, Outcome, expires_at
 
@@ -235,11 +235,60 @@ class RedisStore:
         )
 
 
-async def _run_async(client, script, keys: list, args: list):
-    """Run a registered script through a redis.asyncio client (loading it on a Redis that lost
-    it, like redis-py's Script does)."""
-    try:
-        return await client.evalsha(script.sha, len(keys), *keys, *args)
-    except NoScriptError:
-        await client.script_load(script.script)
-        return await client.evalsha(script.sha, len(keys), *keys, *args)
+async def _run_async(client: LoopScriptClient, script, keys: list, args: list):
+    return await client.run(script, keys, args)
+
+
+class LoopScriptClient:
+    """The quota scripts on one event loop, over redis.asyncio connections kept here.
+
+    redis.asyncio's client wraps every command in its pool's lock and checks, a retry wrapper
+    and observability hooks: ~0.1 ms of CPU a command against ~0.07 ms for sending it on a
+    connection and reading the reply (measured here), and the gateway sends two a call. This
+    keeps idle connections in a list (the loop is single-threaded: no lock), runs EVALSHA on one
+    and puts it back. A connection that fails is dropped; one that was idle (a Redis restarted
+    meanwhile closed it) is replaced once before the error counts. Errors are redis-py's, so
+    the callers' switch to PostgreSQL is unchanged; a Redis that lost the script gets it again.
+    """
+
+    def __init__(self, url: str, **options) -> None:
+        import redis.asyncio
+
+        pool = redis.asyncio.ConnectionPool.from_url(url, **options)  # only to read the URL as redis-py does
+        self._connection_class, self._connection_kwargs = pool.connection_class, pool.connection_kwargs
+        self._idle: list = []
+
+    async def run(self, script, keys: list, args: list):
+        connection = self._idle.pop() if self._idle else None
+        if connection is not None:
+            try:
+                return await self._on(connection, script, keys, args)
+            except ConnectionError:
+                pass  # closed while idle: one fresh connection before it counts as a failure
+        return await self._on(self._connection_class(**self._connection_kwargs), script, keys, args)
+
+    async def _on(self, connection, script, keys: list, args: list):
+        try:
+            try:
+                reply = await self._evalsha(connection, script, keys, args)
+            except NoScriptError:
+                await connection.send_command("SCRIPT", "LOAD", script.script)
+                await connection.read_response()
+                reply = await self._evalsha(connection, script, keys, args)
+        except NoScriptError:
+            self._idle.append(connection)
+            raise
+        except BaseException:
+            await connection.disconnect(nowait=True)  # a reply may be left unread on it
+            raise
+        self._idle.append(connection)
+        return reply
+
+    @staticmethod
+    async def _evalsha(connection, script, keys: list, args: list):
+        await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await connection.read_response()
+
+    async def aclose(self) -> None:
+        while self._idle:
+            await self._idle.pop().disconnect()

@@ -23,7 +23,6 @@ transaction open. From async code, `quota_reserve_async` / `quota_reconcile_asyn
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -55,7 +54,7 @@ from providers.adapters import PROVIDER_NAMES
 from providers.models import QuotaLimit
 from providers.quota_store import MOVED, OK, OVER_REQUESTS, Counts, Outcome, expires_at, key_tests_bucket
 from providers.quota_store.pg_store import PostgresStore
-from providers.quota_store.redis_store import RedisStore
+from providers.quota_store.redis_store import LoopScriptClient, RedisStore
 from providers.services.limits import effective_limits
 from tenants.context import current_tenant, operator_context, tenant_context
 
@@ -311,10 +310,8 @@ class QuotaService:
     def _async_client(self):
         return None if self._async_clients is None else self._async_clients.get()
 
-    def _new_async_client(self):
-        import redis.asyncio
-
-        return redis.asyncio.Redis.from_url(self._async_url, socket_connect_timeout=0.25, socket_timeout=0.5)
+    def _new_async_client(self) -> LoopScriptClient:
+        return LoopScriptClient(self._async_url, socket_connect_timeout=0.25, socket_timeout=0.5)
 
     def usage(self, *, org_id: int, provider: str) -> Usage:
         requests_limit, tokens_limit = self.limits(org_id=org_id, provider=provider)

@@ -336,6 +336,43 @@ def test_on_the_event_loop_an_unreachable_redis_switches_the_worker_to_postgres(
     assert (usage.requests_used, usage.tokens_used, usage.store) == (1, 40, "postgres")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_a_redis_restarted_while_idle_is_used_again_at_once(own_redis, org_a, monkeypatch, pool_calls):
+    """The loop's idle connection died with the restart: the next script goes out on a new one,
+    the worker stays on Redis, and Redis gets back the count it lost (restarted empty)."""
+    svc = QuotaService(redis_url=own_redis.url, probe_interval=60)
+    monkeypatch.setattr(quota, "_service", svc)
+    _limits(org_a, requests=5)
+    svc.limits(org_id=org_a.id, provider="openai")
+
+    async def calls():
+        before = await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=10)
+        own_redis.kill()
+        own_redis.start()
+        after = await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=10)
+        return before, after
+
+    before, after = asyncio.run(calls())
+    assert (before.store, after.store) == ("redis", "redis")
+    assert not svc.state()["degraded"] and pool_calls == []
+    assert after.usage.requests_used == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_a_script_redis_lost_is_loaded_again(service, redis_server, org_a, pool_calls):
+    _limits(org_a, requests=5)
+    service.limits(org_id=org_a.id, provider="openai")
+
+    async def calls():
+        await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=10)
+        redis_server.client().script_flush()
+        return await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=10)
+
+    second = asyncio.run(calls())
+    assert (second.store, second.usage.requests_used) == ("redis", 2)
+    assert pool_calls == []
+
+
 # -- the PostgreSQL fallback and the way back ------------------------------------------------------
 
 
