@@ -313,12 +313,19 @@ def test_on_the_event_loop_limits_not_yet_cached_are_loaded_on_the_pool(service,
     assert pool_calls == ["reserve"]  # cached since
 
 
-@pytest.mark.django_db(transaction=True)
-def test_on_the_event_loop_an_unreachable_redis_switches_the_worker_to_postgres(own_redis, org_a, monkeypatch, pool_calls):
+@pytest.fixture
+def own_service(own_redis, org_a, monkeypatch):
+    """The quota service on a Redis of the test's own, with org A's openai limits cached."""
     svc = QuotaService(redis_url=own_redis.url, probe_interval=60)
     monkeypatch.setattr(quota, "_service", svc)
-    _limits(org_a, requests=3)
+    _limits(org_a, requests=5)
     svc.limits(org_id=org_a.id, provider="openai")
+    return svc
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_an_unreachable_redis_switches_the_worker_to_postgres(own_service, own_redis, org_a, pool_calls):
+    svc = own_service
 
     async def calls():
         kept = await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=100)
@@ -337,13 +344,10 @@ def test_on_the_event_loop_an_unreachable_redis_switches_the_worker_to_postgres(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_on_the_event_loop_a_redis_restarted_while_idle_is_used_again_at_once(own_redis, org_a, monkeypatch, pool_calls):
+def test_on_the_event_loop_a_redis_restarted_while_idle_is_used_again_at_once(own_service, own_redis, org_a, pool_calls):
     """The loop's idle connection died with the restart: the next script goes out on a new one,
     the worker stays on Redis, and Redis gets back the count it lost (restarted empty)."""
-    svc = QuotaService(redis_url=own_redis.url, probe_interval=60)
-    monkeypatch.setattr(quota, "_service", svc)
-    _limits(org_a, requests=5)
-    svc.limits(org_id=org_a.id, provider="openai")
+    svc = own_service
 
     async def calls():
         before = await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=10)
