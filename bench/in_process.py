@@ -1,0 +1,174 @@
+"""CPU and wall time of one gateway call, in-process: the quickest A/B of a code change.
+
+    .venv/bin/python bench/in_process.py                          # this checkout: per-call wall and CPU
+    .venv/bin/python bench/in_process.py --against ../old --runs 4 # alternate with another checkout
+    .venv/bin/python bench/in_process.py --profile 40              # cProfile, top 40 by own time
+
+`POST /v1/chat/completions` is sent straight to `dac.asgi.application` (no HTTP server, no load
+generator) `--calls` times after a warm-up, against bench/upstream.py over real HTTP, with quota,
+audit and metrics on (the org, token and key of bench/setup_dac.py). What is left is DAC's own
+work plus its PostgreSQL, Redis and upstream round trips, one call at a time. The machine's speed
+drifts within minutes here, so compare checkouts with `--against`, which alternates the two
+`--runs` times and prints each run and the means. Needs `make db` (and the other checkout's venv
+is not used: both run with this one's packages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+
+def _serve_upstream() -> tuple[subprocess.Popen, int]:
+    from run import PY, free_port, http_json
+
+    port = free_port()
+    upstream = subprocess.Popen([str(PY), str(BENCH / "upstream.py"), "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if http_json(port, "GET", "/v1/models")[0] == 200:
+                return upstream, port
+        except OSError:
+            time.sleep(0.1)
+    upstream.kill()
+    raise SystemExit("bench/upstream.py did not start")
+
+
+def _token(port: int) -> str:
+    from run import PY, dac_env
+
+    done = subprocess.run([str(PY), str(BENCH / "setup_dac.py"), "--base-url", f"http://127.0.0.1:{port}/v1"],
+                          env=dac_env(), cwd=str(ROOT), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"setup_dac.py failed (is the database migrated? `make db`):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["token"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--model", default="openai_compatible/bench-model", help='or "auto" (the routing rules)')
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--against", type=Path, help="another checkout of DAC to alternate with")
+    parser.add_argument("--runs", type=int, default=1, help="with --against: alternations")
+    parser.add_argument("--profile", type=int, metavar="N", help="cProfile the calls, print the top N by own time")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: the checkout to import
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        return _measure(args)
+
+    from run import PY, dac_env
+
+    upstream, port = _serve_upstream()
+    try:
+        token = _token(port)
+        checkouts = [ROOT] if args.against is None else [ROOT, args.against.resolve()]
+        totals: dict[Path, list[tuple[float, float]]] = {checkout: [] for checkout in checkouts}
+        for _ in range(args.runs if args.against else 1):
+            for checkout in checkouts:
+                command = [str(PY), str(BENCH / "in_process.py"), "--measure", str(checkout), "--token", token,
+                           "--calls", str(args.calls), "--model", args.model]
+                command += ["--stream"] if args.stream else []
+                command += ["--profile", str(args.profile)] if args.profile else []
+                done = subprocess.run(command, env=dac_env(), cwd=str(checkout), capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(done.stderr[-3000:])
+                print(f"{checkout}: {done.stdout.strip()}", flush=True)
+                figures = json.loads(done.stdout.strip().splitlines()[0])
+                totals[checkout].append((figures["wall_ms"], figures["cpu_ms"]))
+        if args.against:
+            for checkout, runs in totals.items():
+                wall = sum(w for w, _ in runs) / len(runs)
+                cpu = sum(c for _, c in runs) / len(runs)
+                print(f"mean of {len(runs)}: {checkout}: wall {wall:.3f} ms, CPU {cpu:.3f} ms a call")
+    finally:
+        upstream.terminate()
+    return 0
+
+
+def _measure(args) -> int:
+    """In the child: import the checkout's DAC and time its calls."""
+    sys.path.insert(0, str(args.measure))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dac.settings")
+    import logging
+
+    logging.disable(logging.WARNING)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    from dac.asgi import application
+
+    body = json.dumps({"model": args.model, "messages": [{"role": "user", "content": "Say something for the benchmark."}],
+                       "stream": args.stream}).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                    (b"authorization", f"Bearer {args.token}".encode()), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+    }
+
+    async def call() -> None:
+        sent_body = False
+        done = asyncio.Event()
+        status = []
+
+        async def receive():
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            elif not message.get("more_body"):
+                done.set()
+
+        await application(scope, receive, send)
+        if status != [200]:
+            raise SystemExit(f"the gateway answered {status}")
+
+    async def calls(n: int) -> None:
+        for _ in range(n):
+            await call()
+
+    async def run() -> None:
+        await calls(200)  # warm: caches, connections, the audit chain head
+        wall, cpu = time.perf_counter(), time.process_time()
+        await calls(args.calls)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(json.dumps({"wall_ms": round(wall / args.calls * 1000, 3), "cpu_ms": round(cpu / args.calls * 1000, 3)}))
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            await calls(args.calls)
+            profiler.disable()
+            pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(args.profile)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
