@@ -110,7 +110,7 @@ def compose_answer(messages: Sequence[Message]) -> str:
     if keywords:
         picked = sorted(keywords, key=lambda w: (-len(w), w.lower()))[:3]
         lines.append("Key terms I noticed: " + ", ".join(f"**{w}**" for w in picked) + ".")
-    earlier = len(turns) - 1
+    earlier = sum(1 for role, _ in turns if role != "system") - 1  # DAC's own system prompt is no message of the thread
     if earlier > 0:
         lines.append(f"I can see {earlier} earlier message{'s' if earlier != 1 else ''} in this thread.")
     lines += ["", "**What a real provider would add**", ""]

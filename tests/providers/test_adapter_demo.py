@@ -42,6 +42,17 @@ async def test_a_different_question_gets_a_different_answer_that_quotes_it():
     assert "How do tides work?" in one.text and "Why is the sky blue?" in two.text
 
 
+async def test_the_earlier_messages_it_mentions_are_the_conversations_not_the_system_prompt():
+    system = {"role": "system", "content": "You are DAC's assistant."}
+    first = await demo().complete(messages=[system, {"role": "user", "content": "hello there"}], model="demo-1")
+    later = await demo().complete(messages=[
+        system, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "and now?"},
+    ], model="demo-1")
+
+    assert "earlier message" not in first.text
+    assert "I can see 2 earlier messages in this thread." in later.text
+
+
 async def test_asking_for_code_gets_a_fenced_code_block():
     ask = [{"role": "user", "content": "Write a python function that reverses a string"}]
 
