@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, link_hash, record_content
@@ -108,11 +108,11 @@ def _append(org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -
     token = set_tenant(Tenant(org_id=org_id, operator=org_id is None or current_tenant().operator))
     try:
         steps = _append_steps(org_id, appends)
-        params = next(steps)
+        params, _ = next(steps)
         with connections["default"].cursor() as cursor:
             while True:
                 cursor.execute(_APPEND_SQL, params)
-                params = steps.send(cursor.fetchone())
+                params, _ = steps.send(cursor.fetchone())
     except StopIteration as done:
         return [[_row(record) for record in records] for records in done.value]
     except BaseException:
@@ -124,24 +124,62 @@ def _append(org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -
 
 async def _append_on_loop(connection: LoopConnection, org_id: int | None, appends: list[tuple[Actor, list[AuditEvent]]]) -> list[list[dict]]:
     """`_append` outside any transaction, on the event loop's own connection (no thread hop).
-    Returns the written rows as records (their fields, `id` included), not model instances."""
+    Returns the written rows as records (their fields, `id` included), not model instances.
+
+    Each statement commits on its own, so when one fails without a reply (the connection died)
+    its rows may be committed all the same: before the error is passed on (and the appends are
+    retried), the chain is read, and rows found there with the very hashes sent count as written.
+    """
     tenant = Tenant(org_id=org_id, operator=org_id is None)
+    written: list[list[dict]] = []
     try:
         steps = _append_steps(org_id, appends)
-        params = next(steps)
+        params, written = next(steps)
         while True:
-            params = steps.send(await connection.fetchone(tenant, _APPEND_SQL, params))
+            params, written = steps.send(await connection.fetchone(tenant, _APPEND_SQL, params))
     except StopIteration as done:
         return done.value
-    except BaseException:
+    except DatabaseError:
         _heads.pop(org_id, None)  # the connection broke mid-append, say: ask again
+        if await _committed_all_the_same(connection, tenant, org_id, [record for group in written for record in group]):
+            return written
         raise
+    except BaseException:
+        _heads.pop(org_id, None)
+        raise
+
+
+_COMMITTED_SQL = (
+    "SELECT array_agg(id ORDER BY seq), array_agg(hash ORDER BY seq) FROM audit_auditlog"
+    " WHERE {chain} AND seq BETWEEN %s AND %s"
+)
+
+
+async def _committed_all_the_same(connection: LoopConnection, tenant: Tenant, org_id: int | None, records: list[dict]) -> bool:
+    """Whether `records` (one statement's rows) are in the chain as sent; if so they get their ids
+    and become the remembered head. A row's hash covers its content, time and predecessor, so
+    equal hashes mean these very rows. False also when the chain cannot be read now."""
+    if not records:
+        return False
+    chain = "org_id IS NULL" if org_id is None else "org_id = %s"
+    params = ([] if org_id is None else [org_id]) + [records[0]["seq"], records[-1]["seq"]]
+    try:
+        ids, hashes = await connection.fetchone(tenant, _COMMITTED_SQL.format(chain=chain), params)
+    except DatabaseError:
+        return False
+    if hashes != [record["hash"] for record in records]:
+        return False
+    for record, pk in zip(records, ids):
+        record["id"] = pk
+    _heads[org_id] = (records[-1]["seq"], records[-1]["hash"])
+    return True
 
 
 def _append_steps(org_id: int | None, appends):
     """The statements of one append, as a generator the caller drives: it yields the parameters
-    of each dac_audit_append call and is sent the row that call returned; it returns the
-    written rows' records (fields by name, `id` included). The chain head this process remembers is tried first and kept up to date
+    of each dac_audit_append call with the rows that call would write (records per append), and
+    is sent the row the call returned; it returns the written rows' records (fields by name,
+    `id` included). The chain head this process remembers is tried first and kept up to date
     (the drivers forget it when a statement fails). Appends without events write nothing."""
     if not any(events for _, events in appends):
         return [[] for _ in appends]
@@ -150,7 +188,7 @@ def _append_steps(org_id: int | None, appends):
         written = _link(org_id, appends, head or (0, GENESIS_HASH))
         records = [record for group in written for record in group]
         payload = json.dumps(records, ensure_ascii=False, default=_isoformat)
-        appended, head_seq, head_hash, ids = yield [org_id, head[0] if head else None, payload]
+        appended, head_seq, head_hash, ids = yield [org_id, head[0] if head else None, payload], written
         if appended:
             break
         head = (head_seq, head_hash)

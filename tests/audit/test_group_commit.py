@@ -1,12 +1,13 @@
 """`audit_records_async`: concurrent appends share transactions (group commit), every append is
-durable when it returns, chains stay gapless and verifiable, one bad append fails alone."""
+durable when it returns, chains stay gapless and verifiable, one bad append fails alone, and a
+write whose reply was lost is not written twice."""
 
 import asyncio
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import OperationalError, connection
 
 from audit.models import AuditLog
 from audit.services import Actor, AuditEvent, audit_records_async
@@ -110,6 +111,38 @@ def test_an_append_that_cannot_be_written_fails_alone(org_a):
     assert isinstance(results[5], Exception)  # event name longer than the column
     with tenant_context(org_a):
         assert AuditLog.objects.filter(org_id=org_a.id, event="test.group").count() == 5
+    connection.close()
+
+
+def test_a_write_committed_but_never_answered_is_found_not_written_again(org_a, monkeypatch):
+    """The connection dies after PostgreSQL committed a batch and before its reply reached us:
+    the rows are found in the chain with the hashes sent, the appends succeed, nothing is
+    duplicated (before: each append of the batch was retried and written a second time)."""
+    lost = []
+    original = LoopConnection.fetchone
+
+    async def reply_lost_once(self, tenant, sql, params):
+        row = await original(self, tenant, sql, params)
+        if "dac_audit_append" in sql and not lost:
+            lost.append(row)
+            raise OperationalError("server closed the connection unexpectedly")
+        return row
+
+    monkeypatch.setattr(LoopConnection, "fetchone", reply_lost_once)
+
+    async def burst():
+        return await asyncio.gather(*[
+            audit_records_async(org_id=org_a.id, actor=Actor.system(), events=_events(2)) for _ in range(3)
+        ])
+
+    results = asyncio.run(burst())
+    assert lost and all(len(rows) == 2 and rows[0]["id"] for rows in results)
+    with tenant_context(org_a):
+        seqs = list(AuditLog.objects.filter(org_id=org_a.id, event="test.group").order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(seqs[0], seqs[0] + 6))  # six events, once each, gapless
+    out = StringIO()
+    call_command("verify_audit", stdout=out)
+    assert "verified" in out.getvalue()
     connection.close()
 
 
