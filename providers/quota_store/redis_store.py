@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import ConnectionError, NoScriptError
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from providers.quota_store import OK, OVER_REQUESTS, OVER_TOKENS, CounterRow, Counts, Outcome, expires_at
 
@@ -140,7 +142,7 @@ class RedisStore:
     async def reserve_async(self, client, org_id: int, bucket: str, day: str, *, tokens: int, requests_limit: int, tokens_limit: int, expire_at: int) -> Outcome:
         """`reserve` on the event loop, with `client` a redis.asyncio client of the same Redis."""
         ident, view, keys, args = self._reserve_call(org_id, bucket, day, tokens, requests_limit, tokens_limit, expire_at)
-        return self._reserved(ident, view, await _run_async(client, self._reserve, keys, args))
+        return self._reserved(ident, view, await client.run(self._reserve, keys, args))
 
     def _reserve_call(self, org_id, bucket, day, tokens, requests_limit, tokens_limit, expire_at):
         ident = (org_id, bucket, day)
@@ -164,11 +166,11 @@ class RedisStore:
 
     async def reconcile_async(self, client, org_id: int, bucket: str, day: str, *, token_delta: int, expire_at: int) -> Counts | None:
         ident, keys, args = self._adjust_call((org_id, bucket, day), 0, token_delta, expire_at)
-        return self._adjusted(ident, await _run_async(client, self._reconcile, keys, args))
+        return self._adjusted(ident, await client.run(self._reconcile, keys, args))
 
     async def release_async(self, client, org_id: int, bucket: str, day: str, *, tokens: int, expire_at: int) -> Counts | None:
         ident, keys, args = self._adjust_call((org_id, bucket, day), -1, -tokens, expire_at)
-        return self._adjusted(ident, await _run_async(client, self._release, keys, args))
+        return self._adjusted(ident, await client.run(self._release, keys, args))
 
     def _adjust_call(self, ident: tuple[int, str, str], requests: int, tokens: int, expire_at: int):
         return ident, [self.key(*ident)], [requests, tokens, expire_at, *self.seen.get(ident, _NONE)]
@@ -235,10 +237,6 @@ class RedisStore:
         )
 
 
-async def _run_async(client: LoopScriptClient, script, keys: list, args: list):
-    return await client.run(script, keys, args)
-
-
 class LoopScriptClient:
     """The quota scripts on one event loop, over redis.asyncio connections kept here.
 
@@ -252,8 +250,6 @@ class LoopScriptClient:
     """
 
     def __init__(self, url: str, **options) -> None:
-        import redis.asyncio
-
         pool = redis.asyncio.ConnectionPool.from_url(url, **options)  # only to read the URL as redis-py does
         self._connection_class, self._connection_kwargs = pool.connection_class, pool.connection_kwargs
         self._idle: list = []
@@ -263,7 +259,7 @@ class LoopScriptClient:
         if connection is not None:
             try:
                 return await self._on(connection, script, keys, args)
-            except ConnectionError:
+            except RedisConnectionError:
                 pass  # closed while idle: one fresh connection before it counts as a failure
         return await self._on(self._connection_class(**self._connection_kwargs), script, keys, args)
 
@@ -288,7 +284,3 @@ class LoopScriptClient:
     async def _evalsha(connection, script, keys: list, args: list):
         await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
         return await connection.read_response()
-
-    async def aclose(self) -> None:
-        while self._idle:
-            await self._idle.pop().disconnect()

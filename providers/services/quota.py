@@ -47,9 +47,9 @@ from redis.exceptions import (
 
 from audit.services import Actor, audit_record
 from dac.db.steps import db_step
-from dac.per_loop import PerLoop
 from dac.errors import ApplicationError, Forbidden, RateLimited, ValidationFailed
 from dac.org_cache import PerOrgCache
+from dac.per_loop import PerLoop
 from providers.adapters import PROVIDER_NAMES
 from providers.models import QuotaLimit
 from providers.quota_store import MOVED, OK, OVER_REQUESTS, Counts, Outcome, expires_at, key_tests_bucket
