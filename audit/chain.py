@@ -43,28 +43,18 @@ def link_hash(prev_hash: str, content: str) -> str:
     return hashlib.sha256((prev_hash + content).encode()).hexdigest()
 
 
-def record_content(record: dict) -> str:
-    """`canonical_content` of a row still being written (a dict of its fields)."""
-    return canonical_content(**{name: record[name] for name in CONTENT_FIELDS})
-
-
+# The fields `canonical_content` covers.
 CONTENT_FIELDS = (
     "org_id", "seq", "actor_type", "actor_id", "actor_label", "event", "target", "details",
     "request_hash", "response_hash", "created_at",
 )
 
 
+def record_content(record: dict) -> str:
+    """`canonical_content` of a row still being written (a dict of its fields)."""
+    return canonical_content(**{name: record[name] for name in CONTENT_FIELDS})
+
+
 def row_content(row) -> str:
-    return canonical_content(
-        org_id=row.org_id,
-        seq=row.seq,
-        actor_type=row.actor_type,
-        actor_id=row.actor_id,
-        actor_label=row.actor_label,
-        event=row.event,
-        target=row.target,
-        details=row.details,
-        request_hash=row.request_hash,
-        response_hash=row.response_hash,
-        created_at=row.created_at,
-    )
+    """`canonical_content` of a saved row."""
+    return canonical_content(**{name: getattr(row, name) for name in CONTENT_FIELDS})

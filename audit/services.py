@@ -139,13 +139,12 @@ async def _append_on_loop(connection: LoopConnection, org_id: int | None, append
             params, written = steps.send(await connection.fetchone(tenant, _APPEND_SQL, params))
     except StopIteration as done:
         return done.value
-    except DatabaseError:
+    except BaseException as exc:
         _heads.pop(org_id, None)  # the connection broke mid-append, say: ask again
-        if await _committed_all_the_same(connection, tenant, org_id, [record for group in written for record in group]):
+        if isinstance(exc, DatabaseError) and await _committed_all_the_same(
+            connection, tenant, org_id, [record for group in written for record in group]
+        ):
             return written
-        raise
-    except BaseException:
-        _heads.pop(org_id, None)
         raise
 
 
