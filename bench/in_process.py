@@ -3,6 +3,7 @@
     .venv/bin/python bench/in_process.py                          # this checkout: per-call wall and CPU
     .venv/bin/python bench/in_process.py --against ../old --runs 4 # alternate with another checkout
     .venv/bin/python bench/in_process.py --profile 40              # cProfile, top 40 by own time
+    .venv/bin/python bench/in_process.py --delay 100 --phases      # where one call's time goes, step by step
 
 `POST /v1/chat/completions` is sent straight to `dac.asgi.application` (no HTTP server, no load
 generator) `--calls` times after a warm-up, against bench/upstream.py over real HTTP, with quota,
@@ -66,17 +67,20 @@ def main() -> int:
     parser.add_argument("--against", type=Path, help="another checkout of DAC to alternate with")
     parser.add_argument("--runs", type=int, default=1, help="with --against: alternations")
     parser.add_argument("--profile", type=int, metavar="N", help="cProfile the calls, print the top N by own time")
+    parser.add_argument("--delay", type=int, default=0, metavar="MS", help="the upstream's delay before its first byte")
+    parser.add_argument("--phases", action="store_true", help="median time between the steps of a call (wall)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: the checkout to import
     parser.add_argument("--token", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         return _measure(args)
 
-    from run import PY, dac_env
+    from run import PY, dac_env, http_json
 
     upstream, port = _serve_upstream()
     try:
         token = _token(port)
+        http_json(port, "POST", "/_bench/config", {"delay_ms": args.delay})
         checkouts = [ROOT] if args.against is None else [ROOT, args.against.resolve()]
         totals: dict[Path, list[tuple[float, float]]] = {checkout: [] for checkout in checkouts}
         for _ in range(args.runs if args.against else 1):
@@ -85,6 +89,7 @@ def main() -> int:
                            "--calls", str(args.calls), "--model", args.model]
                 command += ["--stream"] if args.stream else []
                 command += ["--profile", str(args.profile)] if args.profile else []
+                command += ["--phases"] if args.phases else []
                 done = subprocess.run(command, env=dac_env(), cwd=str(checkout), capture_output=True, text=True)
                 if done.returncode != 0:
                     raise SystemExit(done.stderr[-3000:])
@@ -142,23 +147,41 @@ def _measure(args) -> int:
         async def send(message):
             if message["type"] == "http.response.start":
                 status.append(message["status"])
+                mark("response head sent")
             elif not message.get("more_body"):
+                mark("response ended")
                 done.set()
 
+        marks.clear()
+        mark("request received")
         await application(scope, receive, send)
+        timelines.append(list(marks))
         if status != [200]:
             raise SystemExit(f"the gateway answered {status}")
+
+    marks: list[tuple[str, float]] = []
+    timelines: list[list[tuple[str, float]]] = []
+
+    def mark(step: str) -> None:
+        if args.phases:
+            marks.append((step, time.perf_counter()))
+
+    if args.phases:
+        _mark_steps(mark)
 
     async def calls(n: int) -> None:
         for _ in range(n):
             await call()
 
     async def run() -> None:
-        await calls(200)  # warm: caches, connections, the audit chain head
+        await calls(200 if not args.delay else 20)  # warm: caches, connections, the audit chain head
+        timelines.clear()
         wall, cpu = time.perf_counter(), time.process_time()
         await calls(args.calls)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         print(json.dumps({"wall_ms": round(wall / args.calls * 1000, 3), "cpu_ms": round(cpu / args.calls * 1000, 3)}))
+        if args.phases:
+            _print_phases(timelines)
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -168,6 +191,52 @@ def _measure(args) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _mark_steps(mark) -> None:
+    """Time stamps where a call's steps start and end (--phases): the quota reserve and
+    settlement, the provider exchange, the answer's bookkeeping, their PostgreSQL statements and
+    Redis scripts. Wraps the functions in place, in this measuring process only."""
+    from dac.db.loop_connection import LoopConnection
+    from providers.adapters.client import ProviderClient
+    from providers.quota_store.redis_store import LoopScriptClient
+    from providers.services import quota
+    from threads.services import answer
+
+    def timed(owner, name: str, step: str) -> None:
+        original = getattr(owner, name)
+
+        async def wrapper(*args, **kwargs):
+            mark(f"{step} >")
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                mark(f"{step} <")
+
+        setattr(owner, name, wrapper)
+
+    timed(quota, "quota_reserve_async", "quota reserve")
+    timed(ProviderClient, "send", "provider exchange")
+    timed(answer, "_finish", "bookkeeping")
+    timed(LoopConnection, "fetchone", "  PostgreSQL statement")
+    timed(LoopScriptClient, "run", "  Redis script")
+
+
+def _print_phases(timelines: list[list[tuple[str, float]]]) -> None:
+    """The median time from each step to the next, over the calls whose steps came in the
+    usual order (the most common sequence)."""
+    import collections
+    import statistics
+
+    sequences = collections.Counter(tuple(step for step, _ in timeline) for timeline in timelines)
+    usual, count = sequences.most_common(1)[0]
+    chosen = [timeline for timeline in timelines if tuple(step for step, _ in timeline) == usual]
+    print(f"steps of {count} of {len(timelines)} calls (ms since the previous step, median):")
+    for index, step in enumerate(usual[1:], start=1):
+        gap = statistics.median((timeline[index][1] - timeline[index - 1][1]) * 1000 for timeline in chosen)
+        print(f"  {gap:9.3f}  {step}")
+    total = statistics.median((timeline[-1][1] - timeline[0][1]) * 1000 for timeline in chosen)
+    print(f"  {total:9.3f}  in all")
 
 
 if __name__ == "__main__":
