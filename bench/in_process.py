@@ -151,6 +151,8 @@ def _measure(args) -> int:
             elif not message.get("more_body"):
                 mark("response ended")
                 done.set()
+            elif _has_content(message.get("body", b"")) and not any(step == "first content sent" for step, _ in marks):
+                mark("first content sent")
 
         marks.clear()
         mark("request received")
@@ -191,6 +193,16 @@ def _measure(args) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _has_content(part: bytes) -> bool:
+    """Whether a streamed part carries answer text (the role-only first event does not)."""
+    for line in part.split(b"\n"):
+        if line.startswith(b"data: {"):
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            if (choices[0].get("delta") or {}).get("content"):
+                return True
+    return False
 
 
 def _mark_steps(mark) -> None:

@@ -7,7 +7,10 @@
     .venv/bin/python bench/run.py --queries        # DB statements / Redis commands / thread hops per request
 
 One run starts everything and alternates the targets point by point, so they see the same machine:
-  direct    the fake upstream (bench/upstream.py) alone: the floor, and the harness's own cost;
+  direct    the fake upstream (bench/upstream.py) alone: the baseline, and the harness's own cost;
+  floor     bench/floor.py, a bare proxy making DAC's round trips (a Redis script before the call; a
+            durable PostgreSQL commit beside a second script after it) and nothing else: the least
+            a gateway that audits before it answers adds on this machine (concurrency 1 only);
   dac       DAC's `POST /v1/chat/completions`, a real uvicorn server (DEBUG off) on the dev database
             (`make db`), everything on: token auth, tenant context, routing pinned by
             `model: "openai_compatible/bench-model"`, quota (limits lifted by bench/setup_dac.py),
@@ -66,7 +69,7 @@ LITELLM_SPEC = os.environ.get("DAC_BENCH_LITELLM_SPEC", "litellm[proxy]==1.108.7
 BENCH_SECRET_KEY = "dac-bench-secret-key-not-for-production-0123456789"
 BENCH_ENCRYPTION_KEY = "ZGFjLWJlbmNoLWtleS1ub3QtZm9yLXByb2R1Y3Rpb24="  # b64("dac-bench-key-not-for-production")
 CHUNKS = 20
-TARGETS = ("direct", "dac", "dac-auto", "litellm")
+TARGETS = ("direct", "floor", "dac", "dac-auto", "litellm")
 
 
 def log(message: str) -> None:
@@ -285,6 +288,19 @@ class Bench:
         self.servers[name] = server
         return server
 
+    def start_floor(self) -> None:
+        port = free_port()
+        cmd = [str(PY), "-m", "uvicorn", "--app-dir", str(BENCH), "floor:app", "--host", "127.0.0.1", "--port", str(port),
+               "--no-access-log", "--log-level", "warning"]
+        env = dac_env({"FLOOR_UPSTREAM": f"http://127.0.0.1:{self.upstream_port}/v1/chat/completions"})
+        server = Server("floor", cmd, env, port, self.out / "floor.log", self.server_cpus)
+        server.start()
+        probe = {"model": "bench-model", "messages": [{"role": "user", "content": "ready?"}]}
+        server.wait_ready(lambda: http_json(port, "POST", "/v1/chat/completions", probe)[0] == 200, 30)
+        self.servers["floor"] = server
+        self.targets["floor"] = loadgen.Target(f"http://127.0.0.1:{port}/v1/chat/completions", model="bench-model")
+        self.target_server["floor"] = "floor"
+
     def start_litellm(self) -> None:
         exe = ensure_litellm()
         port = free_port()
@@ -321,7 +337,7 @@ class Bench:
     def measure(self, target: str, point: Point, seconds: float, max_requests: int, record: bool = True) -> dict:
         server = self.servers[self.target_server[target]]
         pids = server.pids()
-        backing = (procinfo.postgres_pids(self.database) + procinfo.pids_by_comm("redis-server")) if target.startswith("dac") else []
+        backing = (procinfo.postgres_pids(self.database) + procinfo.pids_by_comm("redis-server")) if _uses_backing(target) else []
         harness = [os.getpid(), *self.servers["upstream"].pids()]
         own0, back0, har0, mach0 = (procinfo.cpu_seconds(pids), procinfo.cpu_seconds(backing),
                                     procinfo.cpu_seconds(harness), procinfo.machine_cpu_seconds())
@@ -354,7 +370,7 @@ class Bench:
     # -- the matrix ---------------------------------------------------------------------------
     def matrix(self, points: list[Point], targets: list[str]) -> None:
         args = self.args
-        total = len(points) * len(targets) * args.reps
+        total = sum(len([t for t in targets if _runs_at(t, point)]) for point in points) * args.reps
         done = 0
         started = time.time()
         for index, point in enumerate(points):
@@ -362,6 +378,8 @@ class Bench:
             for rep in range(args.reps):
                 shift = (index + rep) % len(targets)
                 for target in targets[shift:] + targets[:shift]:
+                    if not _runs_at(target, point):
+                        continue
                     if rep == 0:  # a short warm-up per point: connections open, caches filled
                         self.measure(target, point, 0.3, point.concurrency * 3, record=False)
                     run = self.measure(target, point, args.seconds, args.max_requests)
@@ -446,6 +464,15 @@ class Bench:
                 "db_pool_max": int(dac_env().get("DB_POOL_MAX_SIZE") or 20)}
 
 
+def _runs_at(target: str, point: Point) -> bool:
+    return target != "floor" or point.concurrency == 1  # see bench/floor.py
+
+
+def _uses_backing(target: str) -> bool:
+    """Whether the target talks to PostgreSQL and Redis (their CPU is reported beside its own)."""
+    return target == "floor" or target.startswith("dac")
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -485,7 +512,7 @@ def report(bench: Bench, points: list[Point], targets: list[str], soak: dict | N
             added_ttft = ttft - direct.median("ttft_p50_ms") if direct and target != "direct" and point.mode == "stream" else float("nan")
             ratio = rps / lite.median("rps") if lite and target != "litellm" and lite.median("rps") else float("nan")
             cpu = 1000 * cell.cpu_s / cell.ok if cell.ok else float("nan")
-            backing = 1000 * cell.backing_cpu_s / cell.ok if cell.ok and target.startswith("dac") else float("nan")
+            backing = 1000 * cell.backing_cpu_s / cell.ok if cell.ok and _uses_backing(target) else float("nan")
             header = cell.median("header_p50") if target.startswith("dac") else float("nan")
             errors = ", ".join(f"{k} {v}" for k, v in sorted(cell.errors.items())) or "0"
             foreign = cell.foreign_cpu_s / cell.wall_s if cell.wall_s else 0.0
@@ -525,14 +552,16 @@ def goals(bench: Bench, soak: dict | None) -> list[str]:
         return bench.results.get(key, {}).get(target)
 
     for delay in (0, 100):
-        d, x = cell(f"plain/{delay}ms/c1", "direct"), cell(f"plain/{delay}ms/c1", "dac")
+        d, x, f = (cell(f"plain/{delay}ms/c1", target) for target in ("direct", "dac", "floor"))
         if d and x:
             added = x.median("p50_ms") - d.median("p50_ms")
-            out.append(f"- added latency at concurrency 1, plain, delay {delay} ms: p50 +{added:.2f} ms (goal ≤ 3 ms): {'PASS' if added <= 3 else 'FAIL'}")
-        d, x = cell(f"stream/{delay}ms/c1", "direct"), cell(f"stream/{delay}ms/c1", "dac")
+            floor = f" (the floor: +{f.median('p50_ms') - d.median('p50_ms'):.2f} ms)" if f else ""
+            out.append(f"- added latency at concurrency 1, plain, delay {delay} ms: p50 +{added:.2f} ms (goal ≤ 3 ms): {'PASS' if added <= 3 else 'FAIL'}{floor}")
+        d, x, f = (cell(f"stream/{delay}ms/c1", target) for target in ("direct", "dac", "floor"))
         if d and x:
             added = x.median("ttft_p50_ms") - d.median("ttft_p50_ms")
-            out.append(f"- added time to first streamed byte at concurrency 1, delay {delay} ms: p50 +{added:.2f} ms (goal ≤ 3 ms): {'PASS' if added <= 3 else 'FAIL'}")
+            floor = f" (the floor: +{f.median('ttft_p50_ms') - d.median('ttft_p50_ms'):.2f} ms)" if f else ""
+            out.append(f"- added time to first streamed byte at concurrency 1, delay {delay} ms: p50 +{added:.2f} ms (goal ≤ 3 ms): {'PASS' if added <= 3 else 'FAIL'}{floor}")
     for mode in ("plain", "stream"):
         x, lite = cell(f"{mode}/100ms/c64", "dac"), cell(f"{mode}/100ms/c64", "litellm")
         if x and lite and lite.median("rps"):
@@ -614,18 +643,20 @@ def main() -> int:
                 for name, model in (("dac", "openai_compatible/bench-model"), ("dac-auto", "auto")):
                     bench.targets[name] = loadgen.Target(f"http://127.0.0.1:{server.port}/v1/chat/completions", model=model, token=token)
                     bench.target_server[name] = "dac"
+            if "floor" in targets:
+                bench.start_floor()
             if "litellm" in targets:
                 bench.start_litellm()
             points = [Point(mode, int(delay), int(c)) for delay in args.delays.split(",") for mode in args.modes.split(",")
                       for c in args.concurrency.split(",")]
             bench.matrix(points, targets)
         memory = {}
-        for name in ("upstream", "dac", "litellm"):
+        for name in ("upstream", "floor", "dac", "litellm"):
             if name in bench.servers:
                 pids = bench.servers[name].pids()
                 memory[name] = {**procinfo.memory_kb(pids), "processes": len(pids)}
         if args.soak_only or not args.no_soak:
-            for name in ("litellm", "dac"):  # free the core, memory and DB connections for the soak
+            for name in ("litellm", "floor", "dac"):  # free the core, memory and DB connections for the soak
                 if name in bench.servers:
                     bench.servers.pop(name).stop()
             soak = bench.soak(token)
