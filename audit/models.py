@@ -20,9 +20,10 @@ class AuditLog(models.Model):
     """
 
     # No database constraint: an org can be deleted (an expired demo sandbox) while its chain,
-    # the record of what happened, stays whole and verifiable.
+    # the record of what happened, stays whole and verifiable. No index of its own either: the
+    # unique (org, seq) index serves every lookup by org, and each index is one more write per row.
     org = models.ForeignKey(
-        Organization, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        Organization, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     seq = models.BigIntegerField()
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
