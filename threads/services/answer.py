@@ -147,11 +147,14 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                             answer.stopped = True
                             break
                         if event.delta:
-                            if first_token_at is None:
-                                first_token_at = time.perf_counter()
                             produced = True
                             answer.text += event.delta
                             handle.queue.put_nowait(Delta(event.delta))
+                            if first_token_at is None:
+                                first_token_at = time.perf_counter()
+                                # The reader sends the first token now, not after the rest of
+                                # what arrived with it has been parsed.
+                                await asyncio.sleep(0)
                         if event.result is not None:
                             result = event.result
                 if answer.stopped:
