@@ -67,6 +67,7 @@ def main() -> int:
     parser.add_argument("--against", type=Path, help="another checkout of DAC to alternate with")
     parser.add_argument("--runs", type=int, default=1, help="with --against: alternations")
     parser.add_argument("--profile", type=int, metavar="N", help="cProfile the calls, print the top N by own time")
+    parser.add_argument("--sort", default="tottime", help="with --profile: pstats order (cumulative, ...)")
     parser.add_argument("--delay", type=int, default=0, metavar="MS", help="the upstream's delay before its first byte")
     parser.add_argument("--phases", action="store_true", help="median time between the steps of a call (wall)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: the checkout to import
@@ -88,7 +89,7 @@ def main() -> int:
                 command = [str(PY), str(BENCH / "in_process.py"), "--measure", str(checkout), "--token", token,
                            "--calls", str(args.calls), "--model", args.model]
                 command += ["--stream"] if args.stream else []
-                command += ["--profile", str(args.profile)] if args.profile else []
+                command += ["--profile", str(args.profile), "--sort", args.sort] if args.profile else []
                 command += ["--phases"] if args.phases else []
                 done = subprocess.run(command, env=dac_env(), cwd=str(checkout), capture_output=True, text=True)
                 if done.returncode != 0:
@@ -189,7 +190,7 @@ def _measure(args) -> int:
             profiler.enable()
             await calls(args.calls)
             profiler.disable()
-            pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(args.profile)
+            pstats.Stats(profiler, stream=sys.stdout).sort_stats(args.sort).print_stats(args.profile)
 
     asyncio.run(run())
     return 0
