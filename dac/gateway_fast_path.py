@@ -17,14 +17,17 @@ the rest:
 - request_started / request_finished are sent, 4xx/5xx are logged as Django logs them, and an
   exception becomes Django's response for it (`response_for_exception`: the gateway's OpenAI 500).
 
-A client that goes away is not watched for: a plain answer is awaited and its send ignored, a
-stream stops at the next write. The answer itself was detached from the request anyway
-(`SendHandle.start`): it completes, is audited and settles its quota either way. CORS preflights
-(OPTIONS) and every other `/v1/` route keep Django's gateway handler.
+A client that goes away while a stream is sent cancels the sending, as under Django's handler
+(the view's iterator sees CancelledError: an answer nothing keeps then stops reading the
+provider). While a plain answer is awaited nothing listens: it is short, and the answer is
+detached from the request anyway (`SendHandle.start`): it completes, is audited and settles its
+quota either way. CORS preflights (OPTIONS) and every other `/v1/` route keep Django's gateway
+handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
@@ -95,7 +98,7 @@ class GatewayFastPath:
             response = await self._response(request)
             record(request, response, started)
         try:
-            await _send_response(response, send)
+            await _send_response(response, send, receive)
         except OSError:
             pass  # the client went away meanwhile
         finally:
@@ -131,7 +134,7 @@ class GatewayFastPath:
                 return b"".join(chunks)
 
 
-async def _send_response(response: HttpResponse, send) -> None:
+async def _send_response(response: HttpResponse, send, receive) -> None:
     headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
     for cookie in response.cookies.values():
         headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
@@ -143,7 +146,25 @@ async def _send_response(response: HttpResponse, send) -> None:
         await send({"type": "http.response.body", "body": content})
         return
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    sending = asyncio.ensure_future(_send_parts(response, send))
+    leaving = asyncio.ensure_future(_client_left(receive))
+    try:
+        await asyncio.wait((sending, leaving), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        leaving.cancel()
+        sending.cancel()  # when the client left first (or this request is being cancelled)
+    await asyncio.wait((sending,))
+    if not sending.cancelled() and sending.exception() is not None:
+        raise sending.exception()
+
+
+async def _send_parts(response: HttpResponse, send) -> None:
     async with aclosing(aiter(response)) as parts:
         async for part in parts:
             await send({"type": "http.response.body", "body": part, "more_body": True})
     await send({"type": "http.response.body"})
+
+
+async def _client_left(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -9,6 +9,7 @@ copies. `model: "auto"` routes by the rules; `"<provider>/<model>"` pins a provi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -235,22 +236,26 @@ async def _stream(handle: SendHandle, include_usage: bool):
         return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    async for event in handle.events():
-        if isinstance(event, Delta):
-            yield chunk({"content": event.text})
-        elif isinstance(event, Finished):
-            answer = event.answer
-            model = _answered_model(answer, handle)
-            extra = {"citations": answer.citations} if answer.citations else {}
-            yield chunk({}, _FINISH.get(answer.finish_reason, "stop"), **extra)
-            if include_usage:
-                usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": _usage(answer)}
-                yield b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n"
-        elif isinstance(event, Failed):
-            answer = event.answer
-            _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
-            error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
-            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+    try:
+        async for event in handle.events():
+            if isinstance(event, Delta):
+                yield chunk({"content": event.text})
+            elif isinstance(event, Finished):
+                answer = event.answer
+                model = _answered_model(answer, handle)
+                extra = {"citations": answer.citations} if answer.citations else {}
+                yield chunk({}, _FINISH.get(answer.finish_reason, "stop"), **extra)
+                if include_usage:
+                    usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": _usage(answer)}
+                    yield b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n"
+            elif isinstance(event, Failed):
+                answer = event.answer
+                _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
+                error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
+                yield b"data: " + json.dumps(error).encode() + b"\n\n"
+    except asyncio.CancelledError:  # the client went away (the handler cancels the response)
+        handle.abandon()
+        raise
     yield b"data: [DONE]\n\n"
 
 

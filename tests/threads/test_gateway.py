@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -136,3 +138,48 @@ def test_the_gateway_runs_on_the_short_async_middleware_stack(asgi_server, token
     # does not, but keeps the security headers and CSP.
     assert "x-frame-options" in page.headers and "x-frame-options" not in gateway.headers
     assert "content-security-policy" in gateway.headers
+
+
+def test_a_stream_whose_client_left_stops_reading_the_provider(asgi_server, token_a, fakes, org_a):
+    """Without a thread nothing keeps the answer, so reading on after the client went away would
+    only spend the org's tokens: the provider call ends, audited with what it took."""
+    fakes["openrouter"].behaviour = Behaviour(text="one two three four five six seven eight nine ten", chunk_gap=0.3)
+    body = {"model": "openrouter/meta/llama", "stream": True, "messages": [{"role": "user", "content": "tell me a story"}]}
+    with httpx.Client(base_url=asgi_server.url, headers={"Authorization": f"Bearer {token_a}"}, timeout=20) as client:
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            for line in response.iter_lines():
+                if '"content":"one' in line:
+                    break  # the client goes away after the first token
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with tenant_context(org_a):
+            call = AuditLog.objects.filter(event="provider.call").first()
+        if call is not None:
+            break
+        time.sleep(0.05)
+    assert call is not None, "the call was never audited"
+    assert call.details["latency_ms"] < 1500  # the whole stream would take 2.7 s
+    with tenant_context(org_a):
+        decision = AuditLog.objects.get(event="routing.decision")
+    assert decision.details["outcome"] == "complete"
+
+
+def test_a_stream_kept_in_a_thread_completes_after_its_client_left(asgi_server, token_a, fakes, org_a):
+    fakes["openrouter"].behaviour = Behaviour(text="alpha beta gamma delta epsilon", chunk_gap=0.2)
+    with tenant_context(org_a):
+        thread = Thread.objects.create(org=org_a)
+    body = {"model": "openrouter/meta/llama", "stream": True, "messages": [{"role": "user", "content": "tell me a story"}]}
+    headers = {"Authorization": f"Bearer {token_a}", "X-DAC-Thread-Id": str(thread.pk)}
+    with httpx.Client(base_url=asgi_server.url, headers=headers, timeout=20) as client:
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            for line in response.iter_lines():
+                if '"content":"alpha' in line:
+                    break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with tenant_context(org_a):
+            answer = Message.objects.get(thread=thread, role="assistant")
+        if answer.status != "streaming":
+            break
+        time.sleep(0.05)
+    assert answer.status == "complete" and answer.content == "alpha beta gamma delta epsilon"

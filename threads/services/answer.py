@@ -87,7 +87,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
         candidate = handle.candidate
         error, produced = await _call_candidate(handle, candidate, answer)
         if error is None:
-            if answer.stopped:
+            if answer.stopped and handle.assistant_message_id is not None:
                 _LOCAL_STOPS.discard(handle.assistant_message_id)
                 await sync_to_async(cache.delete, thread_sensitive=False)(STOP_KEY.format(message_id=handle.assistant_message_id))
             answer.status = Status.COMPLETE
@@ -371,6 +371,8 @@ def _stopped(answer: Answer, candidate: Candidate, call_started: float, first_to
 
 
 async def _stop_requested(handle: SendHandle) -> bool:
+    if handle.abandoned:
+        return True
     message_id = handle.assistant_message_id
     if message_id is None:
         return False

@@ -137,6 +137,7 @@ class SendHandle:
     prepare_ms: float
     usage_headers: dict
     stop_checked_at: float = 0.0
+    abandoned: bool = False  # the reader went away and nothing keeps the answer (see abandon)
     calls: list = field(default_factory=list)  # answer.CallRecord of each provider call so far
     audited: bool = False  # the calls and the routing decision are in the audit log
     queue: asyncio.Queue | None = None
@@ -159,6 +160,13 @@ class SendHandle:
             self.task = asyncio.get_running_loop().create_task(answer_task(self))
             _RUNNING.add(self.task)
             self.task.add_done_callback(_RUNNING.discard)
+
+    def abandon(self) -> None:
+        """The reader went away. An answer kept in a thread still completes, to be read there;
+        any other stops at the provider's next event, recorded with what arrived: reading on
+        would only spend the org's tokens."""
+        if self.thread_id is None:
+            self.abandoned = True
 
     async def events(self) -> AsyncIterator[Delta | Finished | Failed]:
         """Deltas as they arrive, then one Finished or Failed."""
