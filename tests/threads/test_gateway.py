@@ -10,6 +10,7 @@ import pytest
 
 from audit.models import AuditLog
 from tenants.context import tenant_context
+from tests.assertions import settled_answer
 from tests.fakes import Behaviour
 from threads.models import Message, Thread
 
@@ -175,11 +176,5 @@ def test_a_stream_kept_in_a_thread_completes_after_its_client_left(asgi_server, 
             for line in response.iter_lines():
                 if '"content":"alpha' in line:
                     break
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with tenant_context(org_a):
-            answer = Message.objects.get(thread=thread, role="assistant")
-        if answer.status != "streaming":
-            break
-        time.sleep(0.05)
+    answer = settled_answer(org_a, thread)
     assert answer.status == "complete" and answer.content == "alpha beta gamma delta epsilon"

@@ -14,6 +14,7 @@ from django.test import Client
 from audit.models import AuditLog
 from audit.services import Actor
 from tenants.context import tenant_context
+from tests.assertions import settled_answer
 from tests.fakes import Behaviour
 from threads.models import Message, Thread
 
@@ -236,13 +237,7 @@ def test_client_disconnect_mid_answer_still_saves_the_whole_answer(asgi_server, 
             for line in response.iter_lines():
                 if line.startswith("event: delta"):
                     break  # the reader goes away after the first token
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with tenant_context(org_a):
-            answer = Message.objects.get(thread=thread, role="assistant")
-        if answer.status != "streaming":
-            break
-        time.sleep(0.1)
+    answer = settled_answer(org_a, thread)
     assert answer.status == "complete"
     assert answer.content == "alpha beta gamma delta epsilon zeta"
 
