@@ -8,9 +8,10 @@
 
 One run starts everything and alternates the targets point by point, so they see the same machine:
   direct    the fake upstream (bench/upstream.py) alone: the baseline, and the harness's own cost;
-  floor     bench/floor.py, a bare proxy making DAC's round trips (a Redis script before the call; a
-            durable PostgreSQL commit beside a second script after it) and nothing else: the least
-            a gateway that audits before it answers adds on this machine (concurrency 1 only);
+  floor     bench/floor.py, a bare proxy making DAC's round trips and nothing else (a Redis script
+            before the call; after it DAC's audit record for the call, the same statement, beside a
+            second script): the least a gateway that audits before it answers adds on this
+            machine (concurrency 1 only);
   dac       DAC's `POST /v1/chat/completions`, a real uvicorn server (DEBUG off) on the dev database
             (`make db`), everything on: token auth, tenant context, routing pinned by
             `model: "openai_compatible/bench-model"`, quota (limits lifted by bench/setup_dac.py),
@@ -249,6 +250,7 @@ class Bench:
         self.target_server: dict[str, str] = {}
         self.results: dict[str, dict[str, Cell]] = {}
         self.upstream_port = 0
+        self.floor_org_id = 0  # set by setup_dac()
         url = dac_env().get("DATABASE_URL") or "postgres://dac_app@127.0.0.1:5432/dac"
         self.database = url.rsplit("/", 1)[1].split("?")[0]
 
@@ -277,7 +279,9 @@ class Bench:
                               env=dac_env(), cwd=str(ROOT), capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"setup_dac.py failed (is the database migrated? `make db`):\n{done.stderr[-3000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])["token"]
+        setup = json.loads(done.stdout.strip().splitlines()[-1])
+        self.floor_org_id = setup["floor_org_id"]
+        return setup["token"]
 
     def start_dac(self, name: str, workers: int, token: str, extra_env: dict | None = None) -> Server:
         port = free_port()
@@ -294,7 +298,8 @@ class Bench:
         port = free_port()
         cmd = [str(PY), "-m", "uvicorn", "--app-dir", str(BENCH), "floor:app", "--host", "127.0.0.1", "--port", str(port),
                "--no-access-log", "--log-level", "warning"]
-        env = dac_env({"FLOOR_UPSTREAM": f"http://127.0.0.1:{self.upstream_port}/v1/chat/completions"})
+        env = dac_env({"FLOOR_UPSTREAM": f"http://127.0.0.1:{self.upstream_port}/v1/chat/completions",
+                       "FLOOR_ORG_ID": str(self.floor_org_id)})
         server = Server("floor", cmd, env, port, self.out / "floor.log", self.server_cpus)
         server.start()
         probe = {"model": "bench-model", "messages": [{"role": "user", "content": "ready?"}]}

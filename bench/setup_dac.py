@@ -5,7 +5,7 @@
 Run with the environment the benchmarked server gets (bench/run.py does that: same SECRET_KEY and
 DAC_ENCRYPTION_KEYS, DAC_ALLOW_PRIVATE_BASE_URLS=true). Through the services, like the manage.py
 commands: the org `dac-bench` (made once and reused: orgs cannot be deleted, their audit chain
-is append-only), a new API token, an `openai_compatible` key pointing at the fake upstream as the
+is append-only) and `dac-bench-floor` (whose chain bench/floor.py writes), a new API token, an `openai_compatible` key pointing at the fake upstream as the
 active key (default model `bench-model`, so `model: "auto"` routes to it), and the org's daily
 limits lifted to the maximum so quota never refuses a benchmark request (it still counts each).
 
@@ -41,6 +41,7 @@ from tenants.models import Organization  # noqa: E402
 from tenants.services import api_token_create, org_create  # noqa: E402
 
 SLUG = "dac-bench"
+FLOOR_SLUG = "dac-bench-floor"  # bench/floor.py writes this org's audit chain
 ACTOR = Actor.system("bench/setup_dac.py")
 
 
@@ -51,10 +52,8 @@ def main() -> int:
     parser.add_argument("--no-vacuum", action="store_true")
     args = parser.parse_args()
 
-    with operator_context(reason="bench/setup_dac.py: find the benchmark org", actor="bench"):
-        org = Organization.objects.filter(slug=args.slug).first()
-    if org is None:
-        org = org_create(name="Gateway benchmark", slug=args.slug, actor=ACTOR)
+    org = _org(args.slug, "Gateway benchmark")
+    floor_org = _org(FLOOR_SLUG, "Gateway benchmark: the floor")
     with tenant_context(org):
         token = api_token_create(org_id=org.id, name=f"bench {time.strftime('%Y-%m-%d %H:%M:%S')}", created_by=None, actor=ACTOR)
         key = provider_key_add(org_id=org.id, provider="openai_compatible", api_key="sk-bench-upstream-dummy",
@@ -64,7 +63,14 @@ def main() -> int:
         quota_limit_set(org_id=org.id, requests_per_day=MAX_REQUESTS_PER_DAY, tokens_per_day=MAX_TOKENS_PER_DAY, actor=ACTOR)
     if not args.no_vacuum:
         vacuum()
-    print(json.dumps({"org_id": org.id, "slug": org.slug, "token": token.plaintext, "key_id": key.pk}))
+    print(json.dumps({"org_id": org.id, "slug": org.slug, "token": token.plaintext, "key_id": key.pk, "floor_org_id": floor_org.id}))
+
+
+def _org(slug: str, name: str) -> Organization:
+    """The org with this slug, made the first time (orgs are kept: their audit chain is append-only)."""
+    with operator_context(reason="bench/setup_dac.py: find the benchmark orgs", actor="bench"):
+        org = Organization.objects.filter(slug=slug).first()
+    return org or org_create(name=name, slug=slug, actor=ACTOR)
 
 
 def vacuum() -> None:
