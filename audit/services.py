@@ -240,7 +240,14 @@ async def audit_records_async(*, org_id: int | None, actor: Actor, events: list[
     of commits into a few larger ones; alone, an append is written at once. Nothing is
     acknowledged before its commit.
     """
-    return await _group_commits.get().append(org_id, actor, events)
+    return await audit_records_queued(org_id=org_id, actor=actor, events=events)
+
+
+def audit_records_queued(*, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> asyncio.Future:
+    """`audit_records_async` queued now, its result a future: when no write is in progress, the
+    one that takes it is the next thing the event loop runs. For a caller with other work to
+    start meanwhile that must not go before the write."""
+    return _group_commits.get().append(org_id, actor, events)
 
 
 AUDIT_WRITER_NAME = "dac audit writer"  # the group commit's connection in pg_stat_activity
@@ -255,7 +262,7 @@ class _GroupCommit:
         self.writing = False
         self.connection = LoopConnection(AUDIT_WRITER_NAME)  # one writer at a time: one connection, no pool
 
-    async def append(self, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> list[dict]:
+    def append(self, org_id: int | None, actor: Actor, events: list[AuditEvent]) -> asyncio.Future:
         future = self.loop.create_future()
         self.waiting.append((org_id, actor, events, future))
         if not self.writing:
@@ -263,7 +270,7 @@ class _GroupCommit:
             task = self.loop.create_task(self._write_while_waiting())
             _WRITERS.add(task)
             task.add_done_callback(_WRITERS.discard)
-        return await future
+        return future
 
     async def _write_while_waiting(self) -> None:
         try:

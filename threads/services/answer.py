@@ -22,7 +22,7 @@ from django.core.cache import cache
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from audit.services import AuditEvent, audit_records_async, sha256_hex
+from audit.services import AuditEvent, audit_records_queued, sha256_hex
 from dac.db.steps import db_step
 from dac.errors import ApplicationError, NotFound, ValidationFailed
 from metrics.services import provider_call_record
@@ -282,10 +282,9 @@ async def _finish(handle: SendHandle, answer: Answer) -> None:
             {**answer.routing, "outcome": answer.status},
         )
         events = [*(call.audit for call in handle.calls), decision]
-        audited, saved = await asyncio.gather(
-            audit_records_async(org_id=handle.caller.org_id, actor=handle.caller.actor, events=events),
-            _record_answer(handle, answer), return_exceptions=True,
-        )
+        # The audit write goes out first: the answer waits on its commit.
+        audit = audit_records_queued(org_id=handle.caller.org_id, actor=handle.caller.actor, events=events)
+        audited, saved = await asyncio.gather(audit, _record_answer(handle, answer), return_exceptions=True)
         if not isinstance(audited, BaseException):
             handle.audited = True
         for outcome in (audited, saved):
