@@ -153,9 +153,10 @@ async def _send_response(response: HttpResponse, send, receive) -> None:
     finally:
         leaving.cancel()
         sending.cancel()  # when the client left first (or this request is being cancelled)
-    await asyncio.wait((sending,))
-    if not sending.cancelled() and sending.exception() is not None:
-        raise sending.exception()
+        await asyncio.wait((sending,))  # the view's iterator has unwound before the response closes
+    for task in (sending, leaving):  # a failure of either is this request's, not a disconnect
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()
 
 
 async def _send_parts(response: HttpResponse, send) -> None:

@@ -9,7 +9,6 @@ copies. `model: "auto"` routes by the rules; `"<provider>/<model>"` pins a provi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import time
@@ -178,7 +177,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     if options.stream:
         handle.start()  # call the provider now, while the response's head goes out
-        response = StreamingHttpResponse(_stream(handle, include_usage), content_type="text/event-stream")
+        response = StreamingHttpResponse(_AnswerEvents(handle, include_usage), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
     else:
@@ -224,6 +223,22 @@ def _complete(handle: SendHandle, answer: Answer) -> HttpResponse:
     return JsonResponse(body)
 
 
+class _AnswerEvents:
+    """A streamed answer's response body. Its reader can go away three ways: the handler cancels
+    the sending (the events below see it), or a send fails, or the response is dropped, leaving
+    them suspended; Django closes the body with the response in the last two. Either way an
+    answer still running has lost its reader (`SendHandle.abandon`; after the end it is a no-op)."""
+
+    def __init__(self, handle: SendHandle, include_usage: bool) -> None:
+        self.handle, self.include_usage = handle, include_usage
+
+    def __aiter__(self):
+        return _stream(self.handle, self.include_usage)
+
+    def close(self) -> None:
+        self.handle.abandon()
+
+
 async def _stream(handle: SendHandle, include_usage: bool):
     completion_id, created = _completion_id(), int(time.time())
     model = f"{handle.candidate.provider}/{handle.candidate.model}"
@@ -235,8 +250,9 @@ async def _stream(handle: SendHandle, include_usage: bool):
         }
         return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
+    ended = False
     try:
+        yield chunk({"role": "assistant", "content": ""})
         async for event in handle.events():
             if isinstance(event, Delta):
                 yield chunk({"content": event.text})
@@ -253,9 +269,10 @@ async def _stream(handle: SendHandle, include_usage: bool):
                 _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
                 error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
                 yield b"data: " + json.dumps(error).encode() + b"\n\n"
-    except asyncio.CancelledError:  # the client went away (the handler cancels the response)
-        handle.abandon()
-        raise
+        ended = True
+    finally:
+        if not ended:  # the sending was cancelled: the client went away
+            handle.abandon()
     yield b"data: [DONE]\n\n"
 
 

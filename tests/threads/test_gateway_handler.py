@@ -230,3 +230,65 @@ def test_a_client_gone_before_its_body_gets_no_answer():
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
     asyncio.run(gateway_fast_path(scope, receive, send))
     assert sent == []
+
+
+def _streamed(unwound: list):
+    """A streaming response whose iterator sends one part, then waits for more that never come."""
+    from django.http import StreamingHttpResponse
+
+    async def parts():
+        try:
+            yield b"data: first\n\n"
+            await asyncio.Event().wait()
+        finally:
+            unwound.append(True)
+
+    return StreamingHttpResponse(parts(), content_type="text/event-stream")
+
+
+def test_a_client_leaving_mid_stream_cancels_the_sending_and_the_view_sees_it():
+    from dac.gateway_fast_path import _send_response
+
+    sent, unwound = [], []
+    first_part = asyncio.Event()
+
+    async def send(message):
+        sent.append(message)
+        if message.get("body"):
+            first_part.set()
+
+    async def receive():
+        await first_part.wait()
+        return {"type": "http.disconnect"}
+
+    async def scenario():
+        await asyncio.wait_for(_send_response(_streamed(unwound), send, receive), 5)
+        return list(unwound)  # as _send_response returned
+
+    assert asyncio.run(scenario()) == [True]
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+
+
+@pytest.mark.parametrize("broken", ["send", "receive"])
+def test_a_failing_send_or_receive_during_a_stream_is_raised_not_taken_for_a_disconnect(broken):
+    from dac.gateway_fast_path import _send_response
+
+    unwound = []
+
+    async def send(message):
+        if broken == "send" and message["type"] == "http.response.body":
+            raise OSError("connection reset")
+
+    async def receive():
+        if broken == "receive":
+            raise RuntimeError("the server broke")
+        await asyncio.Event().wait()
+
+    async def scenario():
+        with pytest.raises(OSError if broken == "send" else RuntimeError):
+            await asyncio.wait_for(_send_response(_streamed(unwound), send, receive), 5)
+        return list(unwound)
+
+    # A failed receive cancels the sending (the iterator sees it); a failed send leaves the
+    # iterator suspended, for the response's close() (threads/gateway.py, _AnswerEvents).
+    assert asyncio.run(scenario()) == ([] if broken == "send" else [True])

@@ -94,7 +94,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
             await _finish(handle, answer)
             handle.queue.put_nowait(Finished(answer))
             return
-        if produced or error.category not in FALLBACK or handle.plan.explicit:
+        if produced or error.category not in FALLBACK or handle.plan.explicit or handle.abandoned:
             break
         handle.plan.skip(candidate.provider, f"failed: {error.category}")
         estimated = handle.reservation.tokens
@@ -167,7 +167,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
         except ProviderError as error:
             elapsed = (time.perf_counter() - call_started) * 1000
             _note_call(handle, candidate, None, error, elapsed, _ms_since(call_started, first_token_at))
-            if produced or error.category not in RETRYABLE or attempt == attempts - 1:
+            if produced or error.category not in RETRYABLE or attempt == attempts - 1 or handle.abandoned:
                 _fill_failure(answer, candidate, elapsed)
                 return error, produced
             await asyncio.sleep(_backoff(attempt, error))

@@ -163,8 +163,8 @@ class SendHandle:
 
     def abandon(self) -> None:
         """The reader went away. An answer kept in a thread still completes, to be read there;
-        any other stops at the provider's next event, recorded with what arrived: reading on
-        would only spend the org's tokens."""
+        any other stops at the provider's next event, recorded with what arrived, and is neither
+        retried nor moved to another provider: reading on would only spend the org's tokens."""
         if self.thread_id is None:
             self.abandoned = True
 
