@@ -17,12 +17,10 @@ the rest:
 - request_started / request_finished are sent, 4xx/5xx are logged as Django logs them, and an
   exception becomes Django's response for it (`response_for_exception`: the gateway's OpenAI 500).
 
-A client that goes away while a stream is sent cancels the sending, as under Django's handler
-(the view's iterator sees CancelledError: an answer nothing keeps then stops reading the
-provider). While a plain answer is awaited nothing listens: it is short, and the answer is
-detached from the request anyway (`SendHandle.start`): it completes, is audited and settles its
-quota either way. CORS preflights (OPTIONS) and every other `/v1/` route keep Django's gateway
-handler.
+A client that goes away cancels the view while it prepares the answer, or the sending of a
+streamed one, as under Django's handler: the view sees CancelledError, and an answer nothing
+keeps then stops (`SendHandle.abandon`). CORS preflights (OPTIONS) and every other `/v1/` route
+keep Django's gateway handler.
 """
 
 from __future__ import annotations
@@ -92,17 +90,49 @@ class GatewayFastPath:
             request = ASGIRequest(scope, io.BytesIO(body))
         except UnicodeDecodeError:
             logger.warning("Bad Request (UnicodeDecodeError)", exc_info=True, extra={"status_code": 400})
-            response = HttpResponse("Bad Request", status=400)
-        else:
-            request.resolver_match = self.match
-            response = await self._response(request)
-            record(request, response, started)
+            request = None
+        # As under Django's handler, the client leaving cancels the work for it: the view while it
+        # prepares the answer, then the sending of a streamed one.
+        leaving = asyncio.ensure_future(_client_left(receive))
         try:
-            await _send_response(response, send, receive)
-        except OSError:
-            pass  # the client went away meanwhile
+            if request is None:
+                response = HttpResponse("Bad Request", status=400)
+            else:
+                request.resolver_match = self.match
+                response = await self._response_unless_left(request, leaving)
+                if response is None:
+                    signals.request_finished.send(sender=self.__class__)
+                    return
+                record(request, response, started)
+            try:
+                await _send_response(response, send, leaving)
+            except OSError:
+                pass  # the client went away meanwhile
+            finally:
+                response.close()  # sends request_finished
         finally:
-            response.close()  # sends request_finished
+            leaving.cancel()
+
+    async def _response_unless_left(self, request, leaving: asyncio.Future) -> HttpResponse | None:
+        """The view's response, or None when the client left first: the client leaving cancels
+        this task while (and only while) the view works; the cancellation is then taken back."""
+        this = asyncio.current_task()
+        working = True
+
+        def cancel_the_view(_) -> None:
+            if working:
+                this.cancel()
+
+        leaving.add_done_callback(cancel_the_view)
+        try:
+            return await self._response(request)
+        except asyncio.CancelledError:
+            if not leaving.done() or this.uncancel() > 0:
+                raise  # cancelled for another reason
+            leaving.result()  # raises if listening failed; else the client left
+            return None
+        finally:
+            working = False
 
     async def _response(self, request) -> HttpResponse:
         try:
@@ -134,7 +164,9 @@ class GatewayFastPath:
                 return b"".join(chunks)
 
 
-async def _send_response(response: HttpResponse, send, receive) -> None:
+async def _send_response(response: HttpResponse, send, leaving: asyncio.Future) -> None:
+    """Send the response; a streamed one is cancelled when `leaving` (the client going away)
+    ends first."""
     headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
     for cookie in response.cookies.values():
         headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
@@ -147,15 +179,13 @@ async def _send_response(response: HttpResponse, send, receive) -> None:
         return
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     sending = asyncio.ensure_future(_send_parts(response, send))
-    leaving = asyncio.ensure_future(_client_left(receive))
     try:
         await asyncio.wait((sending, leaving), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        leaving.cancel()
         sending.cancel()  # when the client left first (or this request is being cancelled)
         await asyncio.wait((sending,))  # the view's iterator has unwound before the response closes
     for task in (sending, leaving):  # a failure of either is this request's, not a disconnect
-        if not task.cancelled() and task.exception() is not None:
+        if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()
 
 

@@ -9,6 +9,7 @@ copies. `model: "auto"` routes by the rules; `"<provider>/<model>"` pins a provi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -181,7 +182,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
     else:
-        answer = await handle.wait()
+        try:
+            answer = await handle.wait()
+        except asyncio.CancelledError:  # the client went away (the handler cancels the view)
+            handle.abandon()
+            raise
         response = _complete(handle, answer)
     for name, value in handle.response_headers().items():
         response[name] = value

@@ -178,3 +178,20 @@ def test_a_stream_kept_in_a_thread_completes_after_its_client_left(asgi_server, 
                     break
     answer = settled_answer(org_a, thread)
     assert answer.status == "complete" and answer.content == "alpha beta gamma delta epsilon"
+
+
+def test_a_plain_call_whose_client_left_cancels_the_provider_request(asgi_server, token_a, fakes, org_a):
+    fakes["openrouter"].behaviour = Behaviour(text="a slow answer", delay=3.0)
+    body = {"model": "openrouter/meta/llama", "messages": [{"role": "user", "content": "think hard"}]}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up after half a second
+        httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token_a}"}, timeout=0.5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with tenant_context(org_a):
+            call = AuditLog.objects.filter(event="provider.call").first()
+        if call is not None:
+            break
+        time.sleep(0.05)
+    assert call is not None, "the call was never audited"
+    assert call.details["latency_ms"] < 2000  # the provider would have taken 3 s
+    assert len(fakes["openrouter"].requests) == 1  # not retried, not moved to another provider

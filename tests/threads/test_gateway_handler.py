@@ -247,7 +247,7 @@ def _streamed(unwound: list):
 
 
 def test_a_client_leaving_mid_stream_cancels_the_sending_and_the_view_sees_it():
-    from dac.gateway_fast_path import _send_response
+    from dac.gateway_fast_path import _client_left, _send_response
 
     sent, unwound = [], []
     first_part = asyncio.Event()
@@ -262,7 +262,8 @@ def test_a_client_leaving_mid_stream_cancels_the_sending_and_the_view_sees_it():
         return {"type": "http.disconnect"}
 
     async def scenario():
-        await asyncio.wait_for(_send_response(_streamed(unwound), send, receive), 5)
+        leaving = asyncio.ensure_future(_client_left(receive))
+        await asyncio.wait_for(_send_response(_streamed(unwound), send, leaving), 5)
         return list(unwound)  # as _send_response returned
 
     assert asyncio.run(scenario()) == [True]
@@ -271,7 +272,7 @@ def test_a_client_leaving_mid_stream_cancels_the_sending_and_the_view_sees_it():
 
 @pytest.mark.parametrize("broken", ["send", "receive"])
 def test_a_failing_send_or_receive_during_a_stream_is_raised_not_taken_for_a_disconnect(broken):
-    from dac.gateway_fast_path import _send_response
+    from dac.gateway_fast_path import _client_left, _send_response
 
     unwound = []
 
@@ -285,8 +286,9 @@ def test_a_failing_send_or_receive_during_a_stream_is_raised_not_taken_for_a_dis
         await asyncio.Event().wait()
 
     async def scenario():
+        leaving = asyncio.ensure_future(_client_left(receive))
         with pytest.raises(OSError if broken == "send" else RuntimeError):
-            await asyncio.wait_for(_send_response(_streamed(unwound), send, receive), 5)
+            await asyncio.wait_for(_send_response(_streamed(unwound), send, leaving), 5)
         return list(unwound)
 
     # A failed receive cancels the sending (the iterator sees it); a failed send leaves the

@@ -162,7 +162,17 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                     _note_call(handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
                     return None, produced
             else:
-                result = await adapter.complete(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
+                if handle.abandoned:
+                    return _abandoned(handle, candidate, answer, call_started)
+                handle.provider_waiter = asyncio.current_task()  # abandon() cancels it meanwhile
+                try:
+                    result = await adapter.complete(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
+                except asyncio.CancelledError:
+                    if not handle.abandoned or asyncio.current_task().uncancel() > 0:
+                        raise  # cancelled for another reason
+                    return _abandoned(handle, candidate, answer, call_started)
+                finally:
+                    handle.provider_waiter = None
                 answer.text = result.text
         except ProviderError as error:
             elapsed = (time.perf_counter() - call_started) * 1000
@@ -359,6 +369,14 @@ def _save_answer(handle: SendHandle, answer: Answer) -> None:
         answer.message_id = handle.assistant_message_id
         if answer.status == Status.COMPLETE:
             memory.index_messages(org_id=org_id, message_ids=[handle.user_message_id, handle.assistant_message_id])
+
+
+def _abandoned(handle: SendHandle, candidate: Candidate, answer: Answer, call_started: float) -> tuple[None, bool]:
+    """A plain call whose reader went away before the provider answered: stopped, nothing produced."""
+    answer.stopped = True
+    _stopped(answer, candidate, call_started, None)
+    _note_call(handle, candidate, None, None, answer.latency_ms or 0.0, None)
+    return None, False
 
 
 def _stopped(answer: Answer, candidate: Candidate, call_started: float, first_token_at: float | None) -> None:

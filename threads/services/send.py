@@ -138,6 +138,7 @@ class SendHandle:
     usage_headers: dict
     stop_checked_at: float = 0.0
     abandoned: bool = False  # the reader went away and nothing keeps the answer (see abandon)
+    provider_waiter: asyncio.Task | None = None  # the task awaiting a plain provider request
     calls: list = field(default_factory=list)  # answer.CallRecord of each provider call so far
     audited: bool = False  # the calls and the routing decision are in the audit log
     queue: asyncio.Queue | None = None
@@ -163,10 +164,13 @@ class SendHandle:
 
     def abandon(self) -> None:
         """The reader went away. An answer kept in a thread still completes, to be read there;
-        any other stops at the provider's next event, recorded with what arrived, and is neither
-        retried nor moved to another provider: reading on would only spend the org's tokens."""
+        any other stops (a plain provider request is cancelled, a stream stops at its next
+        event), is recorded with what arrived, and is neither retried nor moved to another
+        provider: going on would only spend the org's tokens."""
         if self.thread_id is None:
             self.abandoned = True
+            if self.provider_waiter is not None:
+                self.provider_waiter.cancel()
 
     async def events(self) -> AsyncIterator[Delta | Finished | Failed]:
         """Deltas as they arrive, then one Finished or Failed."""
