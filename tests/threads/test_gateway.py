@@ -151,14 +151,7 @@ def test_a_stream_whose_client_left_stops_reading_the_provider(asgi_server, toke
             for line in response.iter_lines():
                 if '"content":"one' in line:
                     break  # the client goes away after the first token
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with tenant_context(org_a):
-            call = AuditLog.objects.filter(event="provider.call").first()
-        if call is not None:
-            break
-        time.sleep(0.05)
-    assert call is not None, "the call was never audited"
+    call = _audited_call(org_a)
     assert call.details["latency_ms"] < 1500  # the whole stream would take 2.7 s
     with tenant_context(org_a):
         decision = AuditLog.objects.get(event="routing.decision")
@@ -185,13 +178,18 @@ def test_a_plain_call_whose_client_left_cancels_the_provider_request(asgi_server
     body = {"model": "openrouter/meta/llama", "messages": [{"role": "user", "content": "think hard"}]}
     with pytest.raises(httpx.ReadTimeout):  # the client gives up after half a second
         httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token_a}"}, timeout=0.5)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with tenant_context(org_a):
-            call = AuditLog.objects.filter(event="provider.call").first()
-        if call is not None:
-            break
-        time.sleep(0.05)
-    assert call is not None, "the call was never audited"
+    call = _audited_call(org_a)
     assert call.details["latency_ms"] < 2000  # the provider would have taken 3 s
     assert len(fakes["openrouter"].requests) == 1  # not retried, not moved to another provider
+
+
+def _audited_call(org, timeout: float = 10.0) -> AuditLog:
+    """The org's provider.call audit row, once the answer running in the background wrote it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with tenant_context(org):
+            call = AuditLog.objects.filter(event="provider.call").first()
+        if call is not None:
+            return call
+        time.sleep(0.05)
+    raise AssertionError("the call was never audited")
