@@ -19,8 +19,9 @@ the rest:
 
 A client that goes away cancels the view while it prepares the answer, or the sending of a
 streamed one, as under Django's handler: the view sees CancelledError, and an answer nothing
-keeps then stops (`SendHandle.abandon`). CORS preflights (OPTIONS) and every other `/v1/` route
-keep Django's gateway handler.
+keeps then stops (`SendHandle.abandon`). The listener is one task; the view runs in the
+request's own task, which the listener cancels while (and only while) the view works.
+CORS preflights (OPTIONS) and every other `/v1/` route keep Django's gateway handler.
 """
 
 from __future__ import annotations
