@@ -153,9 +153,10 @@ def test_a_stream_whose_client_left_stops_reading_the_provider(asgi_server, toke
                     break  # the client goes away after the first token
     call = _audited_call(org_a)
     assert call.details["latency_ms"] < 1500  # the whole stream would take 2.7 s
+    assert call.details["abandoned"] is True
     with tenant_context(org_a):
         decision = AuditLog.objects.get(event="routing.decision")
-    assert decision.details["outcome"] == "complete"
+    assert decision.details["outcome"] == "abandoned"
 
 
 def test_a_stream_kept_in_a_thread_completes_after_its_client_left(asgi_server, token_a, fakes, org_a):
@@ -180,6 +181,7 @@ def test_a_plain_call_whose_client_left_cancels_the_provider_request(asgi_server
         httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token_a}"}, timeout=0.5)
     call = _audited_call(org_a)
     assert call.details["latency_ms"] < 2000  # the provider would have taken 3 s
+    assert call.details["abandoned"] is True
     assert len(fakes["openrouter"].requests) == 1  # not retried, not moved to another provider
 
 

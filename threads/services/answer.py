@@ -263,6 +263,8 @@ def _note_call(handle: SendHandle, candidate: Candidate, result, error: Provider
     }
     if error is not None:
         details["status"] = error.status
+    if handle.abandoned:
+        details["abandoned"] = True  # its reader went away: DAC stopped it (SendHandle.abandon)
     audit = AuditEvent(
         "provider.call", f"provider:{candidate.provider}", details,
         request_hash=_request_hash(handle, candidate), response_hash=sha256_hex(result.text) if result else "",
@@ -289,7 +291,7 @@ async def _finish(handle: SendHandle, answer: Answer) -> None:
     if not handle.audited:
         decision = AuditEvent(
             "routing.decision", f"thread:{handle.thread_id}" if handle.thread_id else "gateway",
-            {**answer.routing, "outcome": answer.status},
+            {**answer.routing, "outcome": "abandoned" if handle.abandoned else answer.status},
         )
         events = [*(call.audit for call in handle.calls), decision]
         # The audit write goes out first: the answer waits on its commit.
