@@ -137,6 +137,10 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
     for attempt in range(attempts):
         call_started = time.perf_counter()
         first_token_at = None
+        if handle.abandoned:  # its reader left before this attempt: no new provider request
+            answer.stopped = True
+            _stopped(answer, candidate, call_started, None)
+            return None, produced
         try:
             if options.stream:
                 result = None
@@ -162,8 +166,6 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                     _note_call(handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
                     return None, produced
             else:
-                if handle.abandoned:
-                    return _abandoned(handle, candidate, answer, call_started)
                 handle.provider_waiter = asyncio.current_task()  # abandon() cancels it meanwhile
                 try:
                     result = await adapter.complete(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
