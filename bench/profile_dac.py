@@ -193,13 +193,14 @@ def _install_counters() -> None:
         return original_pipeline_execute(self, *args, **kwargs)
 
     redis_client.Pipeline.execute = pipeline_execute
-    original_async_command = redis_asyncio.Redis.execute_command
+    # asyncio: counted on the connection, which the client and the quota's LoopScriptClient both use.
+    original_async_send = redis_asyncio.connection.AbstractConnection.send_command
 
-    async def async_execute_command(self, *args, **options):
+    async def async_send_command(self, *args, **options):
         COUNTS.redis[str(args[0]).upper() + " (async)" if args else "?"] += 1
-        return await original_async_command(self, *args, **options)
+        return await original_async_send(self, *args, **options)
 
-    redis_asyncio.Redis.execute_command = async_execute_command
+    redis_asyncio.connection.AbstractConnection.send_command = async_send_command
 
     original_call = asgiref_sync.SyncToAsync.__call__
 
