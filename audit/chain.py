@@ -55,6 +55,17 @@ def record_content(record: dict) -> str:
     return canonical_content(**{name: record[name] for name in CONTENT_FIELDS})
 
 
+def chained(records: list[dict], head: tuple[int, str]) -> list[dict]:
+    """Rows being written (dicts of their content fields), placed after `head` (seq, hash) in
+    order: each gets its seq, its predecessor's hash and its own."""
+    seq, prev_hash = head
+    for record in records:
+        seq += 1
+        record["seq"], record["prev_hash"] = seq, prev_hash
+        record["hash"] = prev_hash = link_hash(prev_hash, record_content(record))
+    return records
+
+
 def row_content(row) -> str:
     """`canonical_content` of a saved row."""
     return canonical_content(**{name: getattr(row, name) for name in CONTENT_FIELDS})

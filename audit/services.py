@@ -12,7 +12,7 @@ from datetime import datetime
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from audit.chain import GENESIS_HASH, link_hash, record_content
+from audit.chain import GENESIS_HASH, chained
 from audit.models import ActorType, AuditLog
 from dac.db.loop_connection import LoopConnection
 from dac.per_loop import PerLoop
@@ -203,20 +203,18 @@ def _append_steps(org_id: int | None, appends):
 def _link(org_id: int | None, appends, head: tuple[int, str]) -> list[list[dict]]:
     """The rows of each append as records (fields by name), hash-linked from `head`. Plain
     dicts, not model instances: this runs for every audited provider call."""
-    seq, prev_hash = head
-    written = []
-    for actor, events in appends:
-        records = []
-        for item in events:
-            seq += 1
-            record = {
-                "org_id": org_id, "seq": seq, "actor_type": actor.type, "actor_id": actor.id, "actor_label": actor.label,
+    written = [
+        [
+            {
+                "org_id": org_id, "actor_type": actor.type, "actor_id": actor.id, "actor_label": actor.label,
                 "event": item.event, "target": item.target, "details": item.details, "request_hash": item.request_hash,
-                "response_hash": item.response_hash, "created_at": timezone.now(), "prev_hash": prev_hash,
+                "response_hash": item.response_hash, "created_at": timezone.now(),
             }
-            record["hash"] = prev_hash = link_hash(prev_hash, record_content(record))
-            records.append(record)
-        written.append(records)
+            for item in events
+        ]
+        for actor, events in appends
+    ]
+    chained([record for records in written for record in records], head)
     return written
 
 

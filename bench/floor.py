@@ -32,23 +32,23 @@ import psycopg
 import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from audit.chain import GENESIS_HASH, link_hash, record_content  # noqa: E402  (stdlib only, no Django)
+from audit.chain import GENESIS_HASH, chained  # noqa: E402  (stdlib only, no Django)
 
 UPSTREAM = os.environ["FLOOR_UPSTREAM"]
 ORG_ID = int(os.environ["FLOOR_ORG_ID"])
 COUNT = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 APPEND = "SELECT appended, head_seq, head_hash, ids FROM dac_audit_append(%s, %s, %s::jsonb)"
 HEAD = "SELECT seq, hash FROM audit_auditlog WHERE org_id = %s ORDER BY seq DESC LIMIT 1"
-# What DAC audits for one answered call: the provider call and the routing decision.
+# What DAC audits for one answered call: the provider call (with its request and answer hashes:
+# their size, not their meaning) and the routing decision.
 EVENTS = (
     ("provider.call", "provider:openai_compatible",
      {"provider": "openai_compatible", "model": "bench-model", "outcome": "ok", "latency_ms": 100,
-      "input_tokens": 12, "output_tokens": 20, "thread_id": None, "message_id": None}),
+      "input_tokens": 12, "output_tokens": 20, "thread_id": None, "message_id": None}, ("9" * 64, "8" * 64)),
     ("routing.decision", "gateway",
      {"rule": "explicit", "reason": "You chose openai_compatible for this message.", "explicit": True,
-      "provider": "openai_compatible", "model": "bench-model", "skipped": [], "recalled": [], "outcome": "complete"}),
+      "provider": "openai_compatible", "model": "bench-model", "skipped": [], "recalled": [], "outcome": "complete"}, ("", "")),
 )
-HASHES = ("9" * 64, "8" * 64)  # a provider call's request and answer hashes: their size, not their meaning
 
 
 class Floor:
@@ -78,21 +78,15 @@ class Floor:
         """The call's two audit rows, linked to the chain's head, durable on return."""
         async with self.lock:
             while True:
-                seq, prev_hash = self.head
-                records = []
-                for event, target, details in EVENTS:
-                    seq += 1
-                    hashes = HASHES if event == "provider.call" else ("", "")
-                    record = {
-                        "org_id": ORG_ID, "seq": seq, "actor_type": "system", "actor_id": "", "actor_label": "bench/floor.py",
-                        "event": event, "target": target, "details": details, "request_hash": hashes[0], "response_hash": hashes[1],
-                        "created_at": datetime.now(UTC), "prev_hash": prev_hash,
-                    }
-                    record["hash"] = prev_hash = link_hash(prev_hash, record_content(record))
-                    records.append(record)
+                records = chained([
+                    {"org_id": ORG_ID, "actor_type": "system", "actor_id": "", "actor_label": "bench/floor.py",
+                     "event": event, "target": target, "details": details,
+                     "request_hash": hashes[0], "response_hash": hashes[1], "created_at": datetime.now(UTC)}
+                    for event, target, details, hashes in EVENTS
+                ], self.head)
                 payload = json.dumps(records, default=datetime.isoformat)
                 appended, head_seq, head_hash, _ = await (await self.database.execute(APPEND, (ORG_ID, self.head[0], payload))).fetchone()
-                self.head = (seq, prev_hash) if appended else (head_seq, head_hash)
+                self.head = (records[-1]["seq"], records[-1]["hash"]) if appended else (head_seq, head_hash)
                 if appended:
                     return
 
