@@ -232,7 +232,7 @@ class _AnswerEvents:
     """A streamed answer's response body. Its reader can go away three ways: the handler cancels
     the sending (the events below see it), or a send fails, or the response is dropped, leaving
     them suspended; Django closes the body with the response in the last two. Either way an
-    answer still running has lost its reader (`SendHandle.abandon`; after the end it is a no-op)."""
+    answer still running has lost its reader (`SendHandle.abandon`, a no-op after its end)."""
 
     def __init__(self, handle: SendHandle, include_usage: bool) -> None:
         self.handle, self.include_usage = handle, include_usage
@@ -255,7 +255,6 @@ async def _stream(handle: SendHandle, include_usage: bool):
         }
         return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
-    ended = False
     try:
         yield chunk({"role": "assistant", "content": ""})
         async for event in handle.events():
@@ -274,10 +273,8 @@ async def _stream(handle: SendHandle, include_usage: bool):
                 _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
                 error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
                 yield b"data: " + json.dumps(error).encode() + b"\n\n"
-        ended = True
-    finally:
-        if not ended:  # the sending was cancelled: the client went away
-            handle.abandon()
+    finally:  # a cancelled sending (the client went away) ends here too
+        handle.abandon()
     yield b"data: [DONE]\n\n"
 
 

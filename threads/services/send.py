@@ -138,6 +138,7 @@ class SendHandle:
     usage_headers: dict
     stop_checked_at: float = 0.0
     abandoned: bool = False  # the reader went away and nothing keeps the answer (see abandon)
+    delivered: bool = False  # the reader has taken the final event (Finished or Failed)
     provider_waiter: asyncio.Task | None = None  # the task awaiting a plain provider request
     calls: list = field(default_factory=list)  # answer.CallRecord of each provider call so far
     audited: bool = False  # the calls and the routing decision are in the audit log
@@ -166,8 +167,9 @@ class SendHandle:
         """The reader went away. An answer kept in a thread still completes, to be read there;
         any other stops (a plain provider request is cancelled, a stream stops at its next
         event), is recorded with what arrived, and is neither retried nor moved to another
-        provider: going on would only spend the org's tokens."""
-        if self.thread_id is None:
+        provider: going on would only spend the org's tokens. Once the reader has the answer's
+        end, leaving is not abandoning: nothing happens."""
+        if self.thread_id is None and not self.delivered:
             self.abandoned = True
             if self.provider_waiter is not None:
                 self.provider_waiter.cancel()
@@ -177,9 +179,11 @@ class SendHandle:
         self.start()
         while True:
             event = await self.queue.get()
-            yield event
             if isinstance(event, (Finished, Failed)):
+                self.delivered = True
+                yield event
                 return
+            yield event
 
     def usage_headers_now(self) -> dict:
         """X-RateLimit-* as they stand now (after the answer: with its real token count)."""
