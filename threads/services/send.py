@@ -21,6 +21,7 @@ runs through `db_step`, which returns the pooled connection as soon as the step 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -213,10 +214,12 @@ class SendHandle:
             )
 
     async def wait(self) -> Answer:
-        """The whole answer (starts it if needed)."""
-        async for event in self.events():
-            if isinstance(event, (Finished, Failed)):
-                return event.answer
+        """The whole answer (starts it if needed). The events are closed here, not left to the
+        event loop's finalizer (a thread-safe wake-up and a task on every call)."""
+        async with contextlib.aclosing(self.events()) as events:
+            async for event in events:
+                if isinstance(event, (Finished, Failed)):
+                    return event.answer
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover
 
 
