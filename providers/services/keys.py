@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -93,9 +95,25 @@ def provider_key_delete(*, key: ProviderKey, actor: Actor) -> None:
         key.delete()
 
 
+# Keys in use, decrypted, for as long as an org's active keys are cached (DAC_SETTINGS_CACHE_SECONDS):
+# decrypting on every provider call cost ~0.1 ms of CPU (docs/performance.md). Keyed by the
+# ciphertext and the master keys, so a replaced, rotated or copied key is decrypted afresh;
+# expired entries go at the next miss. Never logged, never returned to a client.
+_plaintexts: dict[tuple[int, str, tuple[str, ...]], tuple[float, str]] = {}
+
+
 def provider_key_plaintext(key: ProviderKey) -> str:
     """Decrypt for a provider call. Never log or return the result."""
-    return vault.decrypt(key.ciphertext, org_id=key.org_id)
+    now = time.monotonic()
+    entry = (key.org_id, key.ciphertext, tuple(settings.DAC_ENCRYPTION_KEYS))
+    hit = _plaintexts.get(entry)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    plaintext = vault.decrypt(key.ciphertext, org_id=key.org_id)
+    for stale in [cached for cached, (expires, _) in _plaintexts.items() if expires <= now]:
+        del _plaintexts[stale]
+    _plaintexts[entry] = (now + settings.DAC_SETTINGS_CACHE_SECONDS, plaintext)
+    return plaintext
 
 
 _active_keys: PerOrgCache[dict[str, ProviderKey]] = PerOrgCache("active_keys", ProviderKey)

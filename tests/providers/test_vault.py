@@ -2,6 +2,7 @@
 
 import io
 import logging
+import time
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -13,6 +14,7 @@ from audit.services import Actor
 from dac.errors import ValidationFailed
 from providers import vault
 from providers.models import ProviderKey
+from providers.services import keys
 from providers.services.keys import provider_key_add, provider_key_plaintext, provider_key_test
 from tenants.context import operator_context, tenant_context
 from tests.fakes import Behaviour, FakeProvider
@@ -47,6 +49,30 @@ def test_ciphertext_copied_into_another_org_does_not_decrypt(org_a, org_b):
         copied = ProviderKey.objects.get()
         with pytest.raises(vault.VaultError):
             provider_key_plaintext(copied)
+
+
+def test_a_decrypted_key_is_kept_only_while_its_ciphertext_and_master_keys_stand(org_a, settings, monkeypatch):
+    settings.DAC_ENCRYPTION_KEYS = [OLD_KEY]
+    key = _add(org_a)
+    calls = []
+    real_decrypt = vault.decrypt
+    monkeypatch.setattr(vault, "decrypt", lambda *args, **kwargs: calls.append(1) or real_decrypt(*args, **kwargs))
+    assert provider_key_plaintext(key) == SECRET
+    assert provider_key_plaintext(key) == SECRET
+    assert len(calls) == 1  # the second call found it decrypted
+    replaced = _add(org_a, key="sk-second-key-0123456789abcdefXYZ")
+    assert provider_key_plaintext(replaced) == "sk-second-key-0123456789abcdefXYZ"
+    settings.DAC_ENCRYPTION_KEYS = [NEW_KEY]  # the master key that opened it is gone
+    with pytest.raises(vault.VaultError):
+        provider_key_plaintext(key)
+    settings.DAC_ENCRYPTION_KEYS = [OLD_KEY]
+    calls.clear()
+    provider_key_plaintext(key)
+    assert calls == []
+    later = time.monotonic() + settings.DAC_SETTINGS_CACHE_SECONDS + 1
+    monkeypatch.setattr(keys.time, "monotonic", lambda: later)  # past its time: decrypted afresh
+    provider_key_plaintext(key)
+    assert len(calls) == 1
 
 
 def test_adding_a_key_replaces_the_active_one(org_a):

@@ -30,6 +30,7 @@ from providers import vault
 from providers.adapters import ProviderError, get_adapter
 from providers.models import ProviderKey
 from providers.services import quota
+from providers.services.keys import provider_key_plaintext
 from providers.urlsafety import ensure_safe_base_url
 from routing.services import Candidate
 from tenants.context import tenant_context
@@ -124,7 +125,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
     options = handle.options
     key = handle.keys.get(candidate.provider)
     try:
-        api_key = vault.decrypt(key.ciphertext, org_id=key.org_id) if key else None
+        api_key = provider_key_plaintext(key) if key else None
         base_url = (await ensure_safe_base_url(key.base_url) if key and key.base_url else None) or None
     except (vault.VaultError, ValidationFailed) as exc:
         error = ProviderError("auth" if isinstance(exc, vault.VaultError) else "bad_request", None, str(exc))
