@@ -4,7 +4,7 @@
 
 A bare ASGI proxy, no framework, no auth, no routing, no JSON handling of the request or the
 answer: per call it runs one Redis script (the quota reserve's round trip), forwards the body to
-the upstream with aiohttp and passes the answer through (plain or streamed, bytes untouched), and
+the upstream with DAC's HTTP client (providers/adapters/http1.py) and passes the answer through (plain or streamed, bytes untouched), and
 before the answer's end writes the audit record DAC writes for a call, beside a second Redis
 script (the settlement): the same two rows (a provider call, a routing decision), hash-linked
 with audit/chain.py, through the same `dac_audit_append` statement into the same table, durable
@@ -27,12 +27,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import psycopg
 import redis.asyncio as redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from audit.chain import GENESIS_HASH, chained  # noqa: E402  (stdlib only, no Django)
+from providers.adapters.http1 import Http1Client  # noqa: E402  (no Django either)
 
 UPSTREAM = os.environ["FLOOR_UPSTREAM"]
 ORG_ID = int(os.environ["FLOOR_ORG_ID"])
@@ -53,13 +53,13 @@ EVENTS = (
 
 class Floor:
     def __init__(self) -> None:
-        self.session: aiohttp.ClientSession | None = None
+        self.http: Http1Client | None = None
         self.database: psycopg.AsyncConnection | None = None
         self.redis: redis.Redis | None = None
         self.script = ""
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2000))
+        self.http = Http1Client(max_connections=2000, keepalive_seconds=30.0, user_agent="dac-bench-floor")
         self.database = await psycopg.AsyncConnection.connect(
             os.environ.get("DATABASE_URL") or "postgres://dac_app@127.0.0.1:5432/dac", autocommit=True)
         await self.database.execute("SELECT set_config('app.org_id', %s, false)", (str(ORG_ID),))
@@ -70,7 +70,7 @@ class Floor:
         self.lock = asyncio.Lock()  # one psycopg connection: one statement at a time
 
     async def stop(self) -> None:
-        await self.session.close()
+        self.http.close()
         await self.database.close()
         await self.redis.aclose()
 
@@ -101,7 +101,9 @@ class Floor:
             if not message.get("more_body"):
                 break
         await self.redis.evalsha(self.script, 1, "dac-bench-floor:reserve", 1)
-        async with self.session.post(UPSTREAM, data=body, headers={"Content-Type": "application/json"}) as reply:
+        reply = await self.http.request("POST", UPSTREAM, headers={"Content-Type": "application/json"}, body=body,
+                                        connect_timeout=None, read_timeout=None, proxy=None)
+        try:
             headers = [(b"content-type", reply.headers.get("Content-Type", "application/json").encode())]
             if "text/event-stream" not in reply.headers.get("Content-Type", ""):
                 content = await reply.read()
@@ -111,8 +113,10 @@ class Floor:
                 await send({"type": "http.response.body", "body": content})
                 return
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-            async for part in reply.content.iter_any():
+            async for part in reply.chunks():
                 await send({"type": "http.response.body", "body": part, "more_body": True})
+        finally:
+            reply.close()
         await self.settle()
         await send({"type": "http.response.body"})
 

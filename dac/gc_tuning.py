@@ -24,7 +24,7 @@ def prepare_for_serving() -> None:
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # imports every view and all they import
-    import providers.adapters.client  # noqa: F401 - the provider HTTP client (aiohttp)
+    import providers.adapters.client  # noqa: F401 - the provider HTTP client
     import providers.services.quota  # noqa: F401 - redis.asyncio among others
 
     gc.collect()

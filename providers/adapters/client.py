@@ -1,49 +1,48 @@
-"""One shared provider client (an aiohttp.ClientSession) per process and per running event loop.
+"""One shared provider client per process and per running event loop.
 
-Reusing a session keeps TLS connections to providers alive between calls, which saves a
-handshake (tens of milliseconds) on every request. A session is bound to the loop that made it,
-so each loop gets its own: ASGI servers run one long-lived loop per worker, while
-`async_to_sync` and `asyncio.run()` in tests and commands create short-lived ones. Entries for
-loops that have closed or been garbage-collected are dropped when the next client is made
-(dac/per_loop.py).
+Reusing a client keeps connections to providers alive between calls, which saves a TLS handshake
+(tens of milliseconds) on every request. A client is bound to the loop that made it, so each loop
+gets its own: ASGI servers run one long-lived loop per worker, while `async_to_sync` and
+`asyncio.run()` in tests and commands create short-lived ones. Entries for loops that have closed
+or been garbage-collected are dropped when the next client is made (dac/per_loop.py).
 
-aiohttp is used directly. httpcore's pool walked every pooled connection whenever a request
-started or ended (half of a worker's CPU with 64 calls in flight), and httpx's request and
-response models over aiohttp's pool still cost 0.35-0.45 ms of CPU a call, more than aiohttp's
-whole exchange (~0.17 ms; docs/performance.md). What the client adds to aiohttp:
+The transport is providers/adapters/http1.py (HTTP/1.1 parsed by llhttp). httpx cost 0.35-0.45 ms
+of CPU a call and aiohttp, used before, 0.2-0.4 ms (docs/performance.md). What the client keeps:
 
-- no cookies are kept: the session is shared by every org, and a cookie one org's call received
+- no cookies are kept: the client is shared by every org, and a cookie one org's call received
   (a provider's or a custom endpoint's session) must never ride along on another org's call;
 - redirects are not followed: a redirect means a wrong base URL, not something to chase;
-- HTTP(S)_PROXY / ALL_PROXY / NO_PROXY are read from the environment when the client is made
-  (not ~/.netrc, which aiohttp's `trust_env` would also read);
+- HTTP(S)_PROXY / ALL_PROXY / NO_PROXY are read from the environment when the client is made;
 - bytes received before a connection broke are delivered before the error (`received_text`):
-  aiohttp raises a broken stream's error ahead of what it had already buffered, which would
-  drop the last words of a cut answer (text the user keeps).
+  the last words of a cut answer are text the user keeps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import codecs
+import contextlib
 import json
 import typing
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment
 
-import aiohttp
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from multidict import CIMultiDictProxy
 
 from dac.per_loop import PerLoop
 
+from .http1 import Http1Client, Response, TransportError
+
 DEFAULT_MAX_CONNECTIONS = 2000
 USER_AGENT = "DAC-gateway/1.0"
 KEEPALIVE_SECONDS = 30.0
-# What a failed exchange with a provider raises (aiohttp's timeouts are TimeoutErrors).
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+# What a failed exchange with a provider raises: the transport's errors, the connection's own
+# (refused, reset, DNS, TLS: all OSError) and timeouts.
+TRANSPORT_ERRORS = (TransportError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -65,28 +64,29 @@ class Reply:
 
 class ProviderClient:
     def __init__(self) -> None:
-        connector = aiohttp.TCPConnector(limit=_max_connections(), limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS)
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": USER_AGENT},
-            timeout=aiohttp.ClientTimeout(total=30.0),  # every call passes its own; this is only a backstop
-        )
         self._proxies = getproxies_environment()
+        self.http = Http1Client(max_connections=_max_connections(), keepalive_seconds=KEEPALIVE_SECONDS, user_agent=USER_AGENT)
 
     async def send(self, method: str, url: str, *, headers: dict[str, str], body: dict | None = None, timeout: float) -> Reply:
         """One whole exchange, `timeout` its deadline."""
-        async with self._request(method, url, headers, body, aiohttp.ClientTimeout(total=timeout)) as response:
-            return Reply(response.status, response.headers, await response.read())
+        async with asyncio.timeout(timeout):
+            response = await self.http.request(method, url, headers=headers, body=_encoded(body), connect_timeout=None,
+                                               read_timeout=None, proxy=self._proxy(url))
+            try:
+                return Reply(response.status, response.headers, await response.read())
+            finally:
+                response.close()  # a no-op once the body was read to its end
 
-    def stream(self, url: str, *, headers: dict[str, str], body: dict, timeout: float) -> typing.AsyncContextManager[aiohttp.ClientResponse]:
+    @contextlib.asynccontextmanager
+    async def stream(self, url: str, *, headers: dict[str, str], body: dict, timeout: float) -> typing.AsyncIterator[Response]:
         """POST whose response is read as it arrives: `timeout` bounds connecting and each wait
         for data (the headers, every gap between chunks), not the whole answer."""
-        return self._request("POST", url, headers, body, aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout))
-
-    def _request(self, method: str, url: str, headers: dict[str, str], body: dict | None, timeout: aiohttp.ClientTimeout):
-        data = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-        return self.session.request(method, url, headers=headers, data=data, timeout=timeout, allow_redirects=False, proxy=self._proxy(url))
+        response = await self.http.request("POST", url, headers=headers, body=_encoded(body), connect_timeout=timeout,
+                                           read_timeout=timeout, proxy=self._proxy(url))
+        try:
+            yield response
+        finally:
+            response.close()
 
     def _proxy(self, url: str) -> str | None:
         if not self._proxies:
@@ -98,19 +98,16 @@ class ProviderClient:
         return proxy
 
 
-async def received_text(response: aiohttp.ClientResponse) -> typing.AsyncIterator[str]:
+def _encoded(body: dict | None) -> bytes | None:
+    return None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+async def received_text(response: Response) -> typing.AsyncIterator[str]:
     """The body as text as it arrives; if the connection breaks, what was received before the
     break is delivered first and then the error is raised."""
     decoder = codecs.getincrementaldecoder(_charset(response.headers))(errors="replace")
-    content = response.content
-    try:
-        async for chunk in content.iter_any():
-            yield decoder.decode(chunk)
-    except aiohttp.ClientError:
-        received = b"".join(getattr(content, "_buffer", ()))  # aiohttp's bytes not read yet
-        if received:
-            yield decoder.decode(received)
-        raise
+    async for chunk in response.chunks():
+        yield decoder.decode(chunk)
     tail = decoder.decode(b"", final=True)
     if tail:
         yield tail
@@ -128,13 +125,8 @@ def _charset(headers: typing.Mapping[str, str]) -> str:
 
 
 def _detach(client: ProviderClient) -> None:
-    """A client whose loop has closed: its connections died with the loop and cannot be closed
-    cleanly any more; the session and pool are only marked closed, so that they are freed
-    without "Unclosed client session" errors in the log."""
-    connector = client.session.connector
-    client.session.detach()
-    if connector is not None:
-        connector._close()  # on a closed loop this only marks it closed
+    """A client whose loop has closed: forget its connections."""
+    client.http.close()
 
 
 _clients: PerLoop[ProviderClient] = PerLoop(ProviderClient, discard=_detach)
@@ -161,4 +153,4 @@ async def aclose_shared_client() -> None:
     """Close the running loop's client (e.g. on ASGI shutdown or at the end of a test)."""
     client = _clients.pop()
     if client is not None:
-        await client.session.close()
+        client.http.close()

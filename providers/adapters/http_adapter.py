@@ -18,10 +18,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 
 from .base import BaseAdapter, CompletionResult, Message, ProviderError, StreamEvent
 from .client import TRANSPORT_ERRORS, Reply, received_text, shared_client
+from .http1 import InvalidURL, Response
 from .sse import SSEDecoder
 
 logger = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ class HTTPAdapter(BaseAdapter):
             raise self._error("unavailable", None, "the stream ended before the provider finished")
         yield StreamEvent("", self._result(acc, started))
 
-    async def _sse_deltas(self, response: aiohttp.ClientResponse, acc: Accumulator,
+    async def _sse_deltas(self, response: Response, acc: Accumulator,
                           started: float) -> AsyncIterator[str]:
         decoder = SSEDecoder()
         chunks = received_text(response)
@@ -344,7 +344,7 @@ class HTTPAdapter(BaseAdapter):
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if isinstance(exc, TimeoutError):
             return self._error("timeout", None, f"no answer from {self.name} within the timeout ({detail})")
-        if isinstance(exc, aiohttp.InvalidURL):
+        if isinstance(exc, InvalidURL):
             return self._error("bad_request", None, f"invalid base URL for {self.name} ({detail})")
         return self._error("unavailable", None, f"could not reach {self.name} ({detail})")
 
@@ -353,7 +353,7 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
 
 
-async def _whole(response: aiohttp.ClientResponse) -> Reply:
+async def _whole(response: Response) -> Reply:
     return Reply(response.status, response.headers, await response.read())
 
 
@@ -398,8 +398,8 @@ def _describe_non_json(response: Reply) -> str:
 
 
 async def _drain(chunks: AsyncIterator[str]) -> None:
-    """Read what follows the end marker (normally just the end of the body) so aiohttp can put
-    the connection back in its pool instead of closing it: the next call skips a handshake.
+    """Read what follows the end marker (normally just the end of the body) so the connection
+    goes back to the pool instead of being closed: the next call skips a handshake.
     Bounded: a provider that keeps the body open after its end marker is simply let go."""
     try:
         async with asyncio.timeout(_DRAIN_SECONDS):

@@ -1,4 +1,4 @@
-"""The shared provider client: HTTP(S)_PROXY and NO_PROXY honoured over the aiohttp transport, and no
+"""The shared provider client: HTTP(S)_PROXY and NO_PROXY honoured, and no
 cookie carried from one call (one org) to the next."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def test_no_cookie_a_provider_sets_is_sent_on_a_later_call():
             await writer.drain()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    # A host name, not an address: aiohttp keeps no cookies of IP hosts by default anyway.
+    # A host name, not an address: cookie jars commonly keep none for IP hosts.
     base_url = f"http://localhost:{server.sockets[0].getsockname()[1]}/v1"
     try:
         for _ in range(2):

@@ -1,0 +1,363 @@
+"""HTTP/1.1 to providers: the transport under `ProviderClient` (providers/adapters/client.py).
+
+What a provider call needs and no more: a request with a body, the response's status and
+headers, its body whole or as it arrives; keep-alive connections pooled per host, TLS with the
+system's certificate checks, an HTTP(S)_PROXY (an absolute request target for http://, a CONNECT
+tunnel for https://). Responses are parsed by llhttp (httptools, the parser uvicorn serves DAC
+with). aiohttp did this before at 0.2-0.4 ms of CPU per call, the largest single cost of a gateway
+call (docs/performance.md, round 6); this does the exchange in a few dozen microseconds.
+
+Bytes that arrived before a connection broke are handed out before the error: the end of a cut
+answer is text the user keeps. Errors are `TransportError` (or the OSError / TimeoutError of the
+connection itself); nothing here logs, and a request's headers (its key) never appear in one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import ssl
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class TransportError(Exception):
+    """The exchange failed: no connection, a broken one, or a response that is not HTTP."""
+
+
+class InvalidURL(TransportError):
+    pass
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to a host (or through a proxy to it), one exchange at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        self.tunnel: asyncio.Future | None = None  # the proxy's answer to CONNECT, while awaited
+        self._tunnel_head = b""
+        self.begin()
+
+    def begin(self) -> None:
+        """Ready for the next response."""
+        self.status = 0
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.headers_done = self.complete = self.keep_alive = False
+        self.expecting = False  # a request was sent and its response has not ended
+        self.spoiled = False  # the server sent a response nobody asked for (a 408 before hanging up)
+        self.ends_with_connection = True  # no Content-Length or chunked coding: the body ends at EOF
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future | None = None
+
+    async def arrival(self) -> None:
+        """Until something new happens: headers, body bytes, the end, or an error."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            except RuntimeError:
+                pass  # its event loop has closed, and the connection with it
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self._tunnel_received(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(TransportError(f"malformed HTTP response ({exc})"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.tunnel is not None and not self.tunnel.done():
+            self.tunnel.set_exception(TransportError("the proxy closed the connection"))
+        if self.headers_done and not self.complete and self.ends_with_connection and exc is None:
+            self.on_message_complete()  # a body delimited by the end of the connection
+        elif not self.complete:
+            self._fail(TransportError("the connection closed before the response ended"))
+
+    # llhttp's callbacks
+
+    def on_message_begin(self) -> None:
+        if not self.expecting:
+            self.spoiled = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.spoiled:
+            return
+        lower = name.lower()
+        if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
+            self.ends_with_connection = False
+        self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        if self.spoiled:
+            return
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        self.headers_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self.spoiled:
+            return
+        self.chunks.append(body)
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.spoiled:
+            return
+        self.complete, self.expecting = True, False
+        self._wake()
+
+    def _fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _tunnel_received(self, data: bytes) -> None:
+        self._tunnel_head += data
+        head, found, rest = self._tunnel_head.partition(b"\r\n\r\n")
+        if not found:
+            return
+        if rest:  # nothing may follow the proxy's answer before TLS starts
+            self.tunnel.set_exception(TransportError("the proxy sent data after its answer to CONNECT"))
+            return
+        parts = head.split(b" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if 200 <= status < 300:
+            self.tunnel.set_result(None)
+        else:
+            self.tunnel.set_exception(TransportError(f"the proxy refused the tunnel (HTTP {status or '?'})"))
+
+
+class Response:
+    """A response whose headers have arrived; its body is read with `read` or `chunks`. The
+    connection goes back to the pool once the body has been read to its end; `close` (or leaving
+    the client's `async with`) otherwise closes it."""
+
+    def __init__(self, pool: _Pool, key: tuple, connection: _Connection, read_timeout: float | None) -> None:
+        self._pool, self._key, self._connection, self._read_timeout = pool, key, connection, read_timeout
+        self.status = connection.status
+        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(connection.headers)
+        self._released = False
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive; every wait for more is bounded by the read timeout.
+        If the connection breaks, what arrived before is yielded before the error is raised."""
+        connection = self._connection
+        while not self._released:  # once released, the connection may be serving another exchange
+            while connection.chunks:
+                yield connection.chunks.popleft()
+            if connection.complete:
+                self._release(reusable=self._pool.reusable(connection))
+                return
+            if connection.error is not None:
+                self._release(reusable=False)
+                raise connection.error
+            if self._read_timeout is None:
+                await connection.arrival()
+            else:
+                async with asyncio.timeout(self._read_timeout):
+                    await connection.arrival()
+
+    def close(self) -> None:
+        self._release(reusable=False)
+
+    def _release(self, *, reusable: bool) -> None:
+        if not self._released:
+            self._released = True
+            self._pool.release(self._key, self._connection, reusable)
+
+
+class _Pool:
+    """Idle keep-alive connections per (scheme, host, port, proxy), and a bound on connections
+    in use."""
+
+    def __init__(self, max_connections: int, keepalive_seconds: float) -> None:
+        self.idle: dict[tuple, list[_Connection]] = {}
+        self.slots = asyncio.Semaphore(max_connections)
+        self.keepalive_seconds = keepalive_seconds
+        self.open: set[_Connection] = set()
+
+    def take_idle(self, key: tuple) -> _Connection | None:
+        idle = self.idle.get(key)
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()
+            if now - connection.idle_since < self.keepalive_seconds and not (connection.closed or connection.spoiled):
+                return connection
+            self._drop(connection)
+        return None
+
+    def reusable(self, connection: _Connection) -> bool:
+        return connection.keep_alive and not (connection.closed or connection.spoiled)
+
+    def release(self, key: tuple, connection: _Connection, reusable: bool) -> None:
+        self.slots.release()
+        if reusable:
+            connection.begin()
+            connection.idle_since = time.monotonic()
+            self.idle.setdefault(key, []).append(connection)
+        else:
+            self._drop(connection)
+
+    def _drop(self, connection: _Connection) -> None:
+        connection.close()
+        self.open.discard(connection)
+
+    def close_all(self) -> None:
+        for connection in list(self.open):
+            self._drop(connection)
+        self.idle.clear()
+
+
+class Http1Client:
+    """The pool and the exchanges of one event loop."""
+
+    def __init__(self, *, max_connections: int, keepalive_seconds: float, user_agent: str) -> None:
+        self._pool = _Pool(max_connections, keepalive_seconds)
+        self._user_agent = user_agent
+        self._tls: ssl.SSLContext | None = None
+
+    async def request(self, method: str, url: str, *, headers: dict[str, str], body: bytes | None,
+                      connect_timeout: float | None, read_timeout: float | None, proxy: str | None) -> Response:
+        """Send a request and wait for the response's headers (bounded by `read_timeout`), through
+        `proxy` if given (a proxy URL)."""
+        target = _parse(url)
+        via = _parse(proxy) if proxy else None
+        key = (target.scheme, target.hostname, target.port, proxy)
+        request = self._request_bytes(method, url, target, via, headers, body)
+        await self._pool.slots.acquire()
+        connection = None
+        try:
+            connection = self._pool.take_idle(key)
+            if connection is None:
+                async with asyncio.timeout(connect_timeout):
+                    connection = await self._connect(target, via)
+            connection.expecting = True
+            connection.transport.write(request)
+            async with asyncio.timeout(read_timeout):
+                while not connection.headers_done:
+                    if connection.error is not None:
+                        raise connection.error
+                    await connection.arrival()
+        except BaseException:
+            self._pool.slots.release()
+            if connection is not None:
+                self._pool._drop(connection)
+            raise
+        return Response(self._pool, key, connection, read_timeout)
+
+    def close(self) -> None:
+        self._pool.close_all()
+
+    def _request_bytes(self, method: str, url: str, target: SplitResult, via: SplitResult | None,
+                       headers: dict[str, str], body: bytes | None) -> bytes:
+        through_proxy = via is not None and target.scheme == "http"  # https goes through a tunnel
+        path = url.split("#", 1)[0] if through_proxy else (target.path or "/") + (f"?{target.query}" if target.query else "")
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {_host_header(target)}", f"User-Agent: {self._user_agent}", "Accept: */*"]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        if through_proxy and via.username:
+            lines.append(f"Proxy-Authorization: {_basic(via)}")
+        for name, value in headers.items():
+            if any(c in name or c in value for c in "\r\n\0"):
+                raise InvalidURL(f"header {name!r} holds a line break")
+            lines.append(f"{name}: {value}")
+        try:
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidURL("a request header is not Latin-1 text") from None
+        return head + body if body else head
+
+    async def _connect(self, target: SplitResult, via: SplitResult | None) -> _Connection:
+        tls = self._tls_context() if target.scheme == "https" else None
+        if via is None:
+            return await self._open(target)
+        connection = await self._open(via)
+        if tls is None:
+            return connection  # http:// through the proxy: absolute request targets
+        # https:// through the proxy: CONNECT, then TLS to the provider inside the tunnel.
+        loop = asyncio.get_running_loop()
+        connection.tunnel = loop.create_future()
+        authority = _host_header(target, always_port=True)
+        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+        if via.username:
+            lines.append(f"Proxy-Authorization: {_basic(via)}")
+        connection.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        try:
+            await connection.tunnel
+        finally:
+            connection.tunnel = None
+        connection.transport = await loop.start_tls(connection.transport, connection, tls, server_hostname=target.hostname)
+        return connection
+
+    async def _open(self, address: SplitResult) -> _Connection:
+        """A connection to `address` (TLS when it is https://), counted among the pool's."""
+        tls = self._tls_context() if address.scheme == "https" else None
+        _, connection = await asyncio.get_running_loop().create_connection(
+            _Connection, address.hostname, address.port, ssl=tls, server_hostname=address.hostname if tls else None)
+        self._pool.open.add(connection)
+        return connection
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
+
+
+def _parse(url: str) -> SplitResult:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"{exc}") from None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise InvalidURL("the URL must be http(s)://host/...")
+    if port is None:
+        parts = parts._replace(netloc=f"{parts.netloc}:{DEFAULT_PORTS[parts.scheme]}")
+    return parts
+
+
+def _host_header(parts: SplitResult, *, always_port: bool = False) -> str:
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if always_port or parts.port != DEFAULT_PORTS[parts.scheme]:
+        return f"{host}:{parts.port}"
+    return host
+
+
+def _basic(proxy: SplitResult) -> str:
+    credentials = f"{unquote(proxy.username or '')}:{unquote(proxy.password or '')}"
+    return "Basic " + base64.b64encode(credentials.encode()).decode("ascii")

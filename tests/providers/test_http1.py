@@ -1,0 +1,162 @@
+"""The provider client's HTTP/1.1 transport (providers/adapters/http1.py) against raw servers that
+answer the way real ones sometimes do: bodies ended by closing, a 408 sent to an idle connection,
+garbage instead of HTTP, a proxy asked for a tunnel, more calls than connections allowed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from providers.adapters.http1 import Http1Client, InvalidURL, TransportError
+
+pytestmark = pytest.mark.asyncio
+
+
+def _client(max_connections: int = 10) -> Http1Client:
+    return Http1Client(max_connections=max_connections, keepalive_seconds=30.0, user_agent="test")
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")), 0)
+    await reader.readexactly(length)
+    return head
+
+
+async def _serve(handle):
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_a_body_ended_by_closing_the_connection_is_read_whole():
+    async def handle(reader, writer):
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"a\":")
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(b" 1}")
+        writer.close()
+
+    server, url = await _serve(handle)
+    client = _client()
+    try:
+        response = await client.request("POST", url + "/v1/x", headers={}, body=b"{}", connect_timeout=5, read_timeout=5, proxy=None)
+        assert response.status == 200 and response.headers["content-type"] == "application/json"
+        assert await response.read() == b'{"a": 1}'
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_sequential_requests_share_a_connection_and_a_408_on_an_idle_one_is_not_taken_for_an_answer():
+    connections = []
+
+    async def handle(reader, writer):
+        connections.append(writer)
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        if len(connections) == 1:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            # Then the server gives up on the idle connection, saying so first.
+            writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+    server, url = await _serve(handle)
+    client = _client()
+    try:
+        for _ in range(2):
+            response = await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+            assert await response.read() == b"ok"
+        assert len(connections) == 1
+        await asyncio.sleep(0.05)  # the 408 arrives while the connection is idle
+        response = await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+        assert response.status == 200 and await response.read() == b"ok"
+        assert len(connections) == 2
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_what_is_not_http_fails_the_request():
+    async def handle(reader, writer):
+        await _read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+
+    server, url = await _serve(handle)
+    client = _client()
+    try:
+        with pytest.raises(TransportError, match="malformed"):
+            await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent():
+    client = _client()
+    with pytest.raises(InvalidURL, match="line break"):
+        await client.request("GET", "http://127.0.0.1:9/", headers={"Authorization": "Bearer x\r\nX-Evil: 1"}, body=None,
+                             connect_timeout=5, read_timeout=5, proxy=None)
+    with pytest.raises(InvalidURL):
+        await client.request("GET", "ftp://127.0.0.1/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+
+
+async def test_https_through_a_proxy_asks_it_for_a_tunnel():
+    seen = []
+
+    async def proxy(reader, writer):
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server, proxy_url = await _serve(proxy)
+    client = _client()
+    try:
+        with pytest.raises(TransportError, match="refused the tunnel \\(HTTP 403\\)"):
+            await client.request("POST", "https://api.example.com/v1/chat/completions", headers={"Authorization": "Bearer k"},
+                                 body=b"{}", connect_timeout=5, read_timeout=5, proxy=proxy_url.replace("://", "://u:p%40ss@"))
+        head = seen[0].decode()
+        assert head.startswith("CONNECT api.example.com:443 HTTP/1.1\r\n")
+        assert "Proxy-Authorization: Basic dTpwQHNz" in head  # u:p@ss
+        assert "Bearer k" not in head  # the provider's key only goes inside the tunnel
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_calls_beyond_the_connection_limit_wait_for_one_to_be_free():
+    in_flight, most = 0, 0
+
+    async def handle(reader, writer):
+        nonlocal in_flight, most
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.02)
+            in_flight -= 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, url = await _serve(handle)
+    client = _client(max_connections=2)
+
+    async def call():
+        response = await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+        return await response.read()
+
+    try:
+        assert await asyncio.gather(*(call() for _ in range(6))) == [b"ok"] * 6
+        assert most == 2
+    finally:
+        client.close()
+        server.close()
