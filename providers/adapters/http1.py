@@ -18,14 +18,16 @@ import asyncio
 import base64
 import collections
 import ssl
-import time
 from collections.abc import AsyncIterator
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# What stays as it is in a request target; anything else is percent-encoded (as a browser would).
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 class TransportError(Exception):
@@ -42,8 +44,12 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # What aiohttp's parser let through and hand-made OpenAI-compatible servers send: bare LF
+        # line ends, loose header syntax, spaces after a chunk size.
+        self.parser.set_dangerous_leniencies(lenient_headers=True, lenient_optional_cr_before_lf=True,
+                                             lenient_spaces_after_chunk_size=True)
+        self.expiry: asyncio.TimerHandle | None = None  # while idle in the pool
         self.closed = False
-        self.idle_since = 0.0
         self.tunnel: asyncio.Future | None = None  # the proxy's answer to CONNECT, while awaited
         self._tunnel_head = b""
         self.begin()
@@ -55,6 +61,7 @@ class _Connection(asyncio.Protocol):
         self.chunks: collections.deque[bytes] = collections.deque()
         self.headers_done = self.complete = self.keep_alive = False
         self.expecting = False  # a request was sent and its response has not ended
+        self.interim = False  # reading a 1xx response
         self.spoiled = False  # the server sent a response nobody asked for (a 408 before hanging up)
         self.ends_with_connection = True  # no Content-Length or chunked coding: the body ends at EOF
         self.error: Exception | None = None
@@ -87,7 +94,7 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(TransportError(f"malformed HTTP response ({exc})"))
             self.close()
 
@@ -117,7 +124,13 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         if self.spoiled:
             return
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # an interim response (100 Continue, 103 Early Hints): the answer follows
+            self.interim = True
+            self.headers = CIMultiDict()
+            self.ends_with_connection = True
+            return
+        self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         self.headers_done = True
         self._wake()
@@ -130,6 +143,9 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self.spoiled:
+            return
+        if self.interim:
+            self.interim = False
             return
         self.complete, self.expecting = True, False
         self._wake()
@@ -146,17 +162,16 @@ class _Connection(asyncio.Protocol):
     def _tunnel_received(self, data: bytes) -> None:
         self._tunnel_head += data
         head, found, rest = self._tunnel_head.partition(b"\r\n\r\n")
-        if not found:
-            return
-        if rest:  # nothing may follow the proxy's answer before TLS starts
-            self.tunnel.set_exception(TransportError("the proxy sent data after its answer to CONNECT"))
+        if not found or self.tunnel.done():
             return
         parts = head.split(b" ", 2)
         status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        if 200 <= status < 300:
-            self.tunnel.set_result(None)
-        else:
+        if not 200 <= status < 300:
             self.tunnel.set_exception(TransportError(f"the proxy refused the tunnel (HTTP {status or '?'})"))
+        elif rest:  # nothing may follow the proxy's consent before TLS starts
+            self.tunnel.set_exception(TransportError("the proxy sent data after its answer to CONNECT"))
+        else:
+            self.tunnel.set_result(None)
 
 
 class Response:
@@ -202,10 +217,11 @@ class Response:
 
 
 class _Pool:
-    """Idle keep-alive connections per (scheme, host, port, proxy), and a bound on connections
-    in use."""
+    """Idle keep-alive connections per (scheme, host, port, proxy), each closed after
+    `keepalive_seconds` unused, and a bound on connections in use."""
 
     def __init__(self, max_connections: int, keepalive_seconds: float) -> None:
+        self.loop = asyncio.get_running_loop()
         self.idle: dict[tuple, list[_Connection]] = {}
         self.slots = asyncio.Semaphore(max_connections)
         self.keepalive_seconds = keepalive_seconds
@@ -213,12 +229,12 @@ class _Pool:
 
     def take_idle(self, key: tuple) -> _Connection | None:
         idle = self.idle.get(key)
-        now = time.monotonic()
         while idle:
             connection = idle.pop()
-            if now - connection.idle_since < self.keepalive_seconds and not (connection.closed or connection.spoiled):
+            connection.expiry.cancel()
+            if not (connection.closed or connection.spoiled or connection.transport.is_closing()):
                 return connection
-            self._drop(connection)
+            self.drop(connection)
         return None
 
     def reusable(self, connection: _Connection) -> bool:
@@ -226,25 +242,35 @@ class _Pool:
 
     def release(self, key: tuple, connection: _Connection, reusable: bool) -> None:
         self.slots.release()
-        if reusable:
-            connection.begin()
-            connection.idle_since = time.monotonic()
-            self.idle.setdefault(key, []).append(connection)
-        else:
-            self._drop(connection)
+        if not reusable:
+            self.drop(connection)
+            return
+        connection.begin()
+        self.idle.setdefault(key, []).append(connection)
+        connection.expiry = self.loop.call_later(self.keepalive_seconds, self._expire, key, connection)
 
-    def _drop(self, connection: _Connection) -> None:
+    def _expire(self, key: tuple, connection: _Connection) -> None:
+        idle = self.idle.get(key, [])
+        if connection in idle:
+            idle.remove(connection)
+        if not idle:
+            self.idle.pop(key, None)
+        self.drop(connection)
+
+    def drop(self, connection: _Connection) -> None:
+        if connection.expiry is not None:
+            connection.expiry.cancel()
         connection.close()
         self.open.discard(connection)
 
     def close_all(self) -> None:
         for connection in list(self.open):
-            self._drop(connection)
+            self.drop(connection)
         self.idle.clear()
 
 
 class Http1Client:
-    """The pool and the exchanges of one event loop."""
+    """The pool and the exchanges of one event loop (made inside it)."""
 
     def __init__(self, *, max_connections: int, keepalive_seconds: float, user_agent: str) -> None:
         self._pool = _Pool(max_connections, keepalive_seconds)
@@ -253,19 +279,19 @@ class Http1Client:
 
     async def request(self, method: str, url: str, *, headers: dict[str, str], body: bytes | None,
                       connect_timeout: float | None, read_timeout: float | None, proxy: str | None) -> Response:
-        """Send a request and wait for the response's headers (bounded by `read_timeout`), through
-        `proxy` if given (a proxy URL)."""
+        """Send a request and wait for the response's headers, through `proxy` if given (a proxy
+        URL). `connect_timeout` bounds the wait for a free connection and connecting;
+        `read_timeout` the wait for the headers."""
         target = _parse(url)
         via = _parse(proxy) if proxy else None
         key = (target.scheme, target.hostname, target.port, proxy)
-        request = self._request_bytes(method, url, target, via, headers, body)
-        await self._pool.slots.acquire()
-        connection = None
+        request = self._request_bytes(method, target, via, headers, body)
+        acquired, connection = False, None
         try:
-            connection = self._pool.take_idle(key)
-            if connection is None:
-                async with asyncio.timeout(connect_timeout):
-                    connection = await self._connect(target, via)
+            async with asyncio.timeout(connect_timeout):
+                await self._pool.slots.acquire()
+                acquired = True
+                connection = self._pool.take_idle(key) or await self._connect(target, via)
             connection.expecting = True
             connection.transport.write(request)
             async with asyncio.timeout(read_timeout):
@@ -274,32 +300,37 @@ class Http1Client:
                         raise connection.error
                     await connection.arrival()
         except BaseException:
-            self._pool.slots.release()
+            if acquired:
+                self._pool.slots.release()
             if connection is not None:
-                self._pool._drop(connection)
+                self._pool.drop(connection)
             raise
         return Response(self._pool, key, connection, read_timeout)
 
     def close(self) -> None:
         self._pool.close_all()
 
-    def _request_bytes(self, method: str, url: str, target: SplitResult, via: SplitResult | None,
+    def _request_bytes(self, method: str, target: SplitResult, via: SplitResult | None,
                        headers: dict[str, str], body: bytes | None) -> bytes:
+        path = quote(target.path or "/", safe=_PATH_SAFE) + (f"?{quote(target.query, safe=_QUERY_SAFE)}" if target.query else "")
+        host = _host_header(target)
         through_proxy = via is not None and target.scheme == "http"  # https goes through a tunnel
-        path = url.split("#", 1)[0] if through_proxy else (target.path or "/") + (f"?{target.query}" if target.query else "")
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {_host_header(target)}", f"User-Agent: {self._user_agent}", "Accept: */*"]
+        if through_proxy:
+            path = f"http://{host}{path}"
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"User-Agent: {self._user_agent}", "Accept: */*",
+                 "Accept-Encoding: identity"]
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
         if through_proxy and via.username:
             lines.append(f"Proxy-Authorization: {_basic(via)}")
         for name, value in headers.items():
             if any(c in name or c in value for c in "\r\n\0"):
-                raise InvalidURL(f"header {name!r} holds a line break")
+                raise TransportError(f"the request header {name!r} holds a line break")
             lines.append(f"{name}: {value}")
         try:
             head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         except UnicodeEncodeError:
-            raise InvalidURL("a request header is not Latin-1 text") from None
+            raise TransportError("a request header is not Latin-1 text") from None
         return head + body if body else head
 
     async def _connect(self, target: SplitResult, via: SplitResult | None) -> _Connection:
@@ -310,18 +341,22 @@ class Http1Client:
         if tls is None:
             return connection  # http:// through the proxy: absolute request targets
         # https:// through the proxy: CONNECT, then TLS to the provider inside the tunnel.
-        loop = asyncio.get_running_loop()
-        connection.tunnel = loop.create_future()
-        authority = _host_header(target, always_port=True)
-        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-        if via.username:
-            lines.append(f"Proxy-Authorization: {_basic(via)}")
-        connection.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         try:
-            await connection.tunnel
-        finally:
-            connection.tunnel = None
-        connection.transport = await loop.start_tls(connection.transport, connection, tls, server_hostname=target.hostname)
+            loop = asyncio.get_running_loop()
+            connection.tunnel = loop.create_future()
+            authority = _host_header(target, always_port=True)
+            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+            if via.username:
+                lines.append(f"Proxy-Authorization: {_basic(via)}")
+            connection.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            try:
+                await connection.tunnel
+            finally:
+                connection.tunnel = None
+            connection.transport = await loop.start_tls(connection.transport, connection, tls, server_hostname=target.hostname)
+        except BaseException:
+            self._pool.drop(connection)
+            raise
         return connection
 
     async def _open(self, address: SplitResult) -> _Connection:
@@ -352,7 +387,13 @@ def _parse(url: str) -> SplitResult:
 
 
 def _host_header(parts: SplitResult, *, always_port: bool = False) -> str:
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if ":" in parts.hostname:
+        host = f"[{parts.hostname}]"
+    else:
+        try:
+            host = parts.hostname.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidURL(f"{parts.hostname!r} is not a valid host name") from None
     if always_port or parts.port != DEFAULT_PORTS[parts.scheme]:
         return f"{host}:{parts.port}"
     return host

@@ -1,6 +1,7 @@
 """The provider client's HTTP/1.1 transport (providers/adapters/http1.py) against raw servers that
 answer the way real ones sometimes do: bodies ended by closing, a 408 sent to an idle connection,
-garbage instead of HTTP, a proxy asked for a tunnel, more calls than connections allowed."""
+interim 1xx responses, bare LF line ends, garbage instead of HTTP, a proxy asked for a tunnel,
+more calls than connections allowed, connections left idle."""
 
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ async def test_what_is_not_http_fails_the_request():
 
 async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent():
     client = _client()
-    with pytest.raises(InvalidURL, match="line break"):
+    with pytest.raises(TransportError, match="line break"):
         await client.request("GET", "http://127.0.0.1:9/", headers={"Authorization": "Bearer x\r\nX-Evil: 1"}, body=None,
                              connect_timeout=5, read_timeout=5, proxy=None)
     with pytest.raises(InvalidURL):
@@ -157,6 +158,64 @@ async def test_calls_beyond_the_connection_limit_wait_for_one_to_be_free():
     try:
         assert await asyncio.gather(*(call() for _ in range(6))) == [b"ok"] * 6
         assert most == 2
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_interim_responses_and_bare_line_feeds_are_read_past():
+    seen = []
+
+    async def handle(reader, writer):
+        seen.append(await _read_request(reader))
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: 2\n\nok")
+        await writer.drain()
+
+    server, url = await _serve(handle)
+    client = _client()
+    try:
+        response = await client.request("GET", url + "/v1/a b", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+        assert response.status == 200 and "link" not in response.headers and await response.read() == b"ok"
+        assert seen[0].startswith(b"GET /v1/a%20b HTTP/1.1\r\n")
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_a_refused_tunnel_leaves_no_connection_open_and_an_idle_one_is_closed_in_time():
+    async def proxy(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 5\r\n\r\nlogin")
+        await writer.drain()
+
+    server, proxy_url = await _serve(proxy)
+    client = _client()
+    try:
+        with pytest.raises(TransportError, match="HTTP 407"):
+            await client.request("GET", "https://api.example.com/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=proxy_url)
+        assert client._pool.open == set()
+    finally:
+        client.close()
+        server.close()
+
+    async def handle(reader, writer):
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, url = await _serve(handle)
+    client = Http1Client(max_connections=10, keepalive_seconds=0.05, user_agent="test")
+    try:
+        response = await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+        assert await response.read() == b"ok"
+        assert len(client._pool.open) == 1
+        await asyncio.sleep(0.15)
+        assert client._pool.open == set() and client._pool.idle == {}
     finally:
         client.close()
         server.close()
