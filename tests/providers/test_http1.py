@@ -6,6 +6,7 @@ more calls than connections allowed, connections left idle."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import pytest
 
@@ -219,3 +220,94 @@ async def test_a_refused_tunnel_leaves_no_connection_open_and_an_idle_one_is_clo
     finally:
         client.close()
         server.close()
+
+
+def _certificates(tmp_path) -> tuple[str, ssl.SSLContext]:
+    """A CA (its file, for SSL_CERT_FILE) and a server context for localhost signed by it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject, issuer, public_key, signing_key, *, ca: bool):
+        builder = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "DAC test CA")])
+    ca = certificate(ca_name, ca_name, ca_key.public_key(), ca_key, ca=True)
+    server = certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]), ca_name,
+                         server_key.public_key(), ca_key, ca=False)
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return str(ca_file), context
+
+
+async def _tunnel(reader, writer):
+    """A CONNECT proxy: opens the asked-for connection, says 200, then relays both ways."""
+    host, _, port = (await reader.readuntil(b"\r\n\r\n")).split(b" ")[1].decode().rpartition(":")
+    upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+    async def relay(source, sink):
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+        sink.close()
+
+    await asyncio.gather(relay(reader, upstream_writer), relay(upstream_reader, writer), return_exceptions=True)
+
+
+@pytest.mark.parametrize("through_proxy", [False, True], ids=["direct", "connect-tunnel"])
+async def test_https_checks_the_certificate_and_works_directly_and_through_a_tunnel(tmp_path, monkeypatch, through_proxy):
+    ca_file, server_context = _certificates(tmp_path)
+
+    async def handle(reader, writer):
+        seen.append(await _read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"tls\": 1}\n")
+        await writer.drain()
+
+    seen = []
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context)
+    url = f"https://localhost:{server.sockets[0].getsockname()[1]}/v1/models"
+    proxy_server, proxy_url = await _serve(_tunnel) if through_proxy else (None, None)
+    try:
+        untrusting = _client()  # the system's CAs do not know the test CA: refused, not hung
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await untrusting.request("GET", url, headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=proxy_url)
+        untrusting.close()
+        monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+        client = _client()
+        response = await client.request("GET", url, headers={"Authorization": "Bearer k"}, body=None,
+                                        connect_timeout=5, read_timeout=5, proxy=proxy_url)
+        assert response.status == 200 and await response.read() == b'{"tls": 1}\n'
+        assert seen[-1].startswith(b"GET /v1/models HTTP/1.1\r\n") and b"Host: localhost:" in seen[-1]
+        client.close()
+    finally:
+        server.close()
+        if proxy_server is not None:
+            proxy_server.close()
