@@ -7,7 +7,7 @@ gets its own: ASGI servers run one long-lived loop per worker, while `async_to_s
 or been garbage-collected are dropped when the next client is made (dac/per_loop.py).
 
 The transport is providers/adapters/http1.py (HTTP/1.1 parsed by llhttp). httpx cost 0.35-0.45 ms
-of CPU a call and aiohttp, used before, 0.2-0.4 ms (docs/performance.md). What the client keeps:
+of CPU a call and aiohttp, used before, 0.15-0.25 ms (docs/performance.md). What the client keeps:
 
 - no cookies are kept: the client is shared by every org, and a cookie one org's call received
   (a provider's or a custom endpoint's session) must never ride along on another org's call;

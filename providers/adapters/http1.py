@@ -4,8 +4,8 @@ What a provider call needs and no more: a request with a body, the response's st
 headers, its body whole or as it arrives; keep-alive connections pooled per host, TLS with the
 system's certificate checks, an HTTP(S)_PROXY (an absolute request target for http://, a CONNECT
 tunnel for https://). Responses are parsed by llhttp (httptools, the parser uvicorn serves DAC
-with). aiohttp did this before at 0.2-0.4 ms of CPU per call, the largest single cost of a gateway
-call (docs/performance.md, round 6); this does the exchange in a few dozen microseconds.
+with). aiohttp did this before at 0.15-0.25 ms of CPU per exchange, the largest single cost of a
+gateway call (docs/performance.md, round 6); this does it in a few dozen microseconds.
 
 Bytes that arrived before a connection broke are handed out before the error: the end of a cut
 answer is text the user keeps. Errors are `TransportError` (or the OSError / TimeoutError of the
