@@ -6,7 +6,9 @@ more calls than connections allowed, connections left idle."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import time
 
 import pytest
 
@@ -311,3 +313,43 @@ async def test_https_checks_the_certificate_and_works_directly_and_through_a_tun
         server.close()
         if proxy_server is not None:
             proxy_server.close()
+
+
+async def test_an_address_that_never_answers_is_raced_by_the_next_one(monkeypatch):
+    """A host with two addresses, the first black-holed (a listening socket whose backlog is full
+    drops the SYN): the second is tried after 250 ms, not after the whole connect timeout."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the accept queue; further connects hang
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(hole.getsockname())
+        fillers.append(filler)
+
+    async def handle(reader, writer):
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server, url = await _serve(handle)
+    good = ("127.0.0.1", server.sockets[0].getsockname()[1])
+    loop = asyncio.get_running_loop()
+
+    async def two_addresses(host, port, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", hole.getsockname()), (socket.AF_INET, socket.SOCK_STREAM, 6, "", good)]
+
+    monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
+    client = _client()
+    try:
+        started = time.monotonic()
+        response = await client.request("GET", "http://provider.example/", headers={}, body=None, connect_timeout=10,
+                                        read_timeout=5, proxy=None)
+        assert await response.read() == b"ok"
+        assert time.monotonic() - started < 3
+    finally:
+        client.close()
+        server.close()
+        for sock in (hole, *fillers):
+            sock.close()
