@@ -5,6 +5,8 @@
     .venv/bin/python bench/run.py --soak-only      # only 1,000 concurrent streams on one process
     .venv/bin/python bench/run.py --profile        # py-spy profile of DAC's hot path under load
     .venv/bin/python bench/run.py --queries        # DB statements / Redis commands / thread hops per request
+    .venv/bin/python bench/run.py --against ../other --targets direct,dac --concurrency 1,64 --no-soak
+                                                   # A/B of a change through real servers (dac-against)
 
 One run starts everything and alternates the targets point by point, so they see the same machine:
   direct    the fake upstream (bench/upstream.py) alone: the baseline, and the harness's own cost;
@@ -17,6 +19,9 @@ One run starts everything and alternates the targets point by point, so they see
             `model: "openai_compatible/bench-model"`, quota (limits lifted by bench/setup_dac.py),
             audit, metrics; the org's `openai_compatible` key points at the fake upstream;
   dac-auto  the same with `model: "auto"` (the routing rules run);
+  dac-against  with --against DIR: `dac` served from another checkout of DAC (same venv, database
+            and upstream), alternated with the rest point by point: an A/B of a change through real
+            servers (bench/in_process.py --against is quicker but cannot see what a server adds);
   litellm   LiteLLM's proxy in its own virtualenv outside the repo (installed on first use into
             /tmp/dac-bench-litellm/.venv), `openai/bench-model` at the same upstream, master key
             set (it refuses to start without one), telemetry off, no database, same worker count.
@@ -108,6 +113,7 @@ class Server:
     port: int
     log_path: Path
     cpus: set[int] | None = None
+    cwd: Path = ROOT  # the checkout it runs from
     proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -120,7 +126,7 @@ class Server:
         self.log_file = open(self.log_path, "ab")
         self.log_file.write(f"\n--- {time.strftime('%F %T')} {shlex.join(self.cmd)}\n".encode())
         self.log_file.flush()
-        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=str(ROOT), stdout=self.log_file, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=str(self.cwd), stdout=self.log_file, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=pin)
 
     def wait_ready(self, check, timeout: float = 90.0) -> None:
@@ -283,11 +289,11 @@ class Bench:
         self.floor_org_id = setup["floor_org_id"]
         return setup["token"]
 
-    def start_dac(self, name: str, workers: int, token: str, extra_env: dict | None = None) -> Server:
+    def start_dac(self, name: str, workers: int, token: str, extra_env: dict | None = None, checkout: Path = ROOT) -> Server:
         port = free_port()
         cmd = [str(PY), "-m", "uvicorn", "dac.asgi:application", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-        server = Server(name, cmd, dac_env(extra_env), port, self.out / f"{name}.log", self.server_cpus)
+        server = Server(name, cmd, dac_env(extra_env), port, self.out / f"{name}.log", self.server_cpus, cwd=checkout)
         server.start()
         auth = {"Authorization": f"Bearer {token}"}
         server.wait_ready(lambda: http_json(port, "GET", "/v1/models", headers=auth)[0] == 200, 60)
@@ -615,6 +621,7 @@ def main() -> int:
     parser.add_argument("--delays", default="0,100", help="upstream delay before the first byte, ms, comma-separated")
     parser.add_argument("--modes", default="plain,stream")
     parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--against", type=Path, help="another checkout of DAC, measured beside this one as dac-against")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and harness to separate cores")
     parser.add_argument("--no-soak", action="store_true")
     parser.add_argument("--soak-only", action="store_true", help="only the concurrent-streams soak")
@@ -655,12 +662,20 @@ def main() -> int:
         targets = [t.strip() for t in args.targets.split(",") if t.strip()]
         soak = None
         if not args.soak_only:
+            if args.against and "dac-against" not in targets:
+                targets.insert(targets.index("dac") + 1 if "dac" in targets else len(targets), "dac-against")
             if any(t.startswith("dac") for t in targets):
                 log(f"starting DAC (uvicorn, {args.workers} worker(s), DEBUG off)")
                 server = bench.start_dac("dac", args.workers, token)
                 for name, model in (("dac", "openai_compatible/bench-model"), ("dac-auto", "auto")):
                     bench.targets[name] = loadgen.Target(f"http://127.0.0.1:{server.port}/v1/chat/completions", model=model, token=token)
                     bench.target_server[name] = "dac"
+            if args.against:
+                log(f"starting DAC from {args.against} (dac-against)")
+                other = bench.start_dac("dac-against", args.workers, token, checkout=args.against.resolve())
+                bench.targets["dac-against"] = loadgen.Target(f"http://127.0.0.1:{other.port}/v1/chat/completions",
+                                                              model="openai_compatible/bench-model", token=token)
+                bench.target_server["dac-against"] = "dac-against"
             if "floor" in targets:
                 bench.start_floor()
             if "litellm" in targets:
@@ -672,12 +687,12 @@ def main() -> int:
                            if Point(mode, 100, args.saturation) not in points]
             bench.matrix(points, targets)
         memory = {}
-        for name in ("upstream", "floor", "dac", "litellm"):
+        for name in ("upstream", "floor", "dac", "dac-against", "litellm"):
             if name in bench.servers:
                 pids = bench.servers[name].pids()
                 memory[name] = {**procinfo.memory_kb(pids), "processes": len(pids)}
         if args.soak_only or not args.no_soak:
-            for name in ("litellm", "floor", "dac"):  # free the core, memory and DB connections for the soak
+            for name in ("litellm", "floor", "dac", "dac-against"):  # free the core, memory and DB connections for the soak
                 if name in bench.servers:
                     bench.servers.pop(name).stop()
             soak = bench.soak(token)
