@@ -5,9 +5,10 @@
 Run with the environment the benchmarked server gets (bench/run.py does that: same SECRET_KEY and
 DAC_ENCRYPTION_KEYS, DAC_ALLOW_PRIVATE_BASE_URLS=true). Through the services, like the manage.py
 commands: the org `dac-bench` (made once and reused: orgs cannot be deleted, their audit chain
-is append-only) and `dac-bench-floor` (whose chain bench/floor.py writes), a new API token, an `openai_compatible` key pointing at the fake upstream as the
-active key (default model `bench-model`, so `model: "auto"` routes to it), and the org's daily
-limits lifted to the maximum so quota never refuses a benchmark request (it still counts each).
+is append-only) and `dac-bench-floor` (whose chain bench/floor.py writes), a new API token, an
+`openai_compatible` key pointing at the fake upstream as the active key (default model
+`bench-model`, so `model: "auto"` routes to it), and the org's daily limits lifted to the maximum
+so quota never refuses a benchmark request (it still counts each).
 
 Then, as the owner role, `VACUUM (ANALYZE)` of the app's tables: what autovacuum does in production.
 Without it (autovacuum is off on some dev servers, this one included) the planner keeps its

@@ -18,7 +18,6 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from .base import BaseAdapter, CompletionResult, Message, ProviderError, StreamEvent
 from .client import TRANSPORT_ERRORS, Reply, received_text, shared_client
 from .http1 import InvalidURL, Response

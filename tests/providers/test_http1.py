@@ -33,6 +33,23 @@ async def _serve(handle):
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def _ok_to_each_request(reader, writer):
+    while True:
+        try:
+            await _read_request(reader)
+        except asyncio.IncompleteReadError:
+            return
+        writer.write(OK)
+        await writer.drain()
+
+
+async def _get(client: Http1Client, url: str, **kwargs):
+    return await client.request("GET", url, **{"headers": {}, "body": None, "connect_timeout": 5, "read_timeout": 5, "proxy": None, **kwargs})
+
+
 async def test_a_body_ended_by_closing_the_connection_is_read_whole():
     async def handle(reader, writer):
         await _read_request(reader)
@@ -59,11 +76,11 @@ async def test_sequential_requests_share_a_connection_and_a_408_on_an_idle_one_i
     async def handle(reader, writer):
         connections.append(writer)
         await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.write(OK)
         await writer.drain()
         if len(connections) == 1:
             await _read_request(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            writer.write(OK)
             await writer.drain()
             # Then the server gives up on the idle connection, saying so first.
             writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
@@ -73,11 +90,11 @@ async def test_sequential_requests_share_a_connection_and_a_408_on_an_idle_one_i
     client = _client()
     try:
         for _ in range(2):
-            response = await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+            response = await _get(client, url + "/")
             assert await response.read() == b"ok"
         assert len(connections) == 1
         await asyncio.sleep(0.05)  # the 408 arrives while the connection is idle
-        response = await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+        response = await _get(client, url + "/")
         assert response.status == 200 and await response.read() == b"ok"
         assert len(connections) == 2
     finally:
@@ -95,7 +112,7 @@ async def test_what_is_not_http_fails_the_request():
     client = _client()
     try:
         with pytest.raises(TransportError, match="malformed"):
-            await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+            await _get(client, url + "/")
     finally:
         client.close()
         server.close()
@@ -104,10 +121,9 @@ async def test_what_is_not_http_fails_the_request():
 async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent():
     client = _client()
     with pytest.raises(TransportError, match="line break"):
-        await client.request("GET", "http://127.0.0.1:9/", headers={"Authorization": "Bearer x\r\nX-Evil: 1"}, body=None,
-                             connect_timeout=5, read_timeout=5, proxy=None)
+        await _get(client, "http://127.0.0.1:9/", headers={"Authorization": "Bearer x\r\nX-Evil: 1"})
     with pytest.raises(InvalidURL):
-        await client.request("GET", "ftp://127.0.0.1/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+        await _get(client, "ftp://127.0.0.1/")
 
 
 async def test_https_through_a_proxy_asks_it_for_a_tunnel():
@@ -148,14 +164,14 @@ async def test_calls_beyond_the_connection_limit_wait_for_one_to_be_free():
             most = max(most, in_flight)
             await asyncio.sleep(0.02)
             in_flight -= 1
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            writer.write(OK)
             await writer.drain()
 
     server, url = await _serve(handle)
     client = _client(max_connections=2)
 
     async def call():
-        response = await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+        response = await _get(client, url + "/")
         return await response.read()
 
     try:
@@ -178,7 +194,7 @@ async def test_interim_responses_and_bare_line_feeds_are_read_past():
     server, url = await _serve(handle)
     client = _client()
     try:
-        response = await client.request("GET", url + "/v1/a b", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+        response = await _get(client, url + "/v1/a b")
         assert response.status == 200 and "link" not in response.headers and await response.read() == b"ok"
         assert seen[0].startswith(b"GET /v1/a%20b HTTP/1.1\r\n")
     finally:
@@ -196,25 +212,16 @@ async def test_a_refused_tunnel_leaves_no_connection_open_and_an_idle_one_is_clo
     client = _client()
     try:
         with pytest.raises(TransportError, match="HTTP 407"):
-            await client.request("GET", "https://api.example.com/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=proxy_url)
+            await _get(client, "https://api.example.com/", proxy=proxy_url)
         assert client._pool.open == set()
     finally:
         client.close()
         server.close()
 
-    async def handle(reader, writer):
-        while True:
-            try:
-                await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-
-    server, url = await _serve(handle)
+    server, url = await _serve(_ok_to_each_request)
     client = Http1Client(max_connections=10, keepalive_seconds=0.05, user_agent="test")
     try:
-        response = await client.request("GET", url + "/", headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=None)
+        response = await _get(client, url + "/")
         assert await response.read() == b"ok"
         assert len(client._pool.open) == 1
         await asyncio.sleep(0.15)
@@ -300,12 +307,11 @@ async def test_https_checks_the_certificate_and_works_directly_and_through_a_tun
     try:
         untrusting = _client()  # the system's CAs do not know the test CA: refused, not hung
         with pytest.raises(ssl.SSLCertVerificationError):
-            await untrusting.request("GET", url, headers={}, body=None, connect_timeout=5, read_timeout=5, proxy=proxy_url)
+            await _get(untrusting, url, proxy=proxy_url)
         untrusting.close()
         monkeypatch.setenv("SSL_CERT_FILE", ca_file)
         client = _client()
-        response = await client.request("GET", url, headers={"Authorization": "Bearer k"}, body=None,
-                                        connect_timeout=5, read_timeout=5, proxy=proxy_url)
+        response = await _get(client, url, headers={"Authorization": "Bearer k"}, proxy=proxy_url)
         assert response.status == 200 and await response.read() == b'{"tls": 1}\n'
         assert seen[-1].startswith(b"GET /v1/models HTTP/1.1\r\n") and b"Host: localhost:" in seen[-1]
         client.close()
@@ -328,12 +334,7 @@ async def test_an_address_that_never_answers_is_raced_by_the_next_one(monkeypatc
         filler.connect_ex(hole.getsockname())
         fillers.append(filler)
 
-    async def handle(reader, writer):
-        await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-
-    server, url = await _serve(handle)
+    server, url = await _serve(_ok_to_each_request)
     good = ("127.0.0.1", server.sockets[0].getsockname()[1])
     loop = asyncio.get_running_loop()
 
@@ -344,8 +345,7 @@ async def test_an_address_that_never_answers_is_raced_by_the_next_one(monkeypatc
     client = _client()
     try:
         started = time.monotonic()
-        response = await client.request("GET", "http://provider.example/", headers={}, body=None, connect_timeout=10,
-                                        read_timeout=5, proxy=None)
+        response = await _get(client, "http://provider.example/", connect_timeout=10)
         assert await response.read() == b"ok"
         assert time.monotonic() - started < 3
     finally:

@@ -139,7 +139,6 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
         call_started = time.perf_counter()
         first_token_at = None
         if handle.abandoned:  # its reader left before this attempt: no new provider request
-            answer.stopped = True
             _stopped(answer, candidate, call_started, None)
             return None, produced
         try:
@@ -378,14 +377,14 @@ def _save_answer(handle: SendHandle, answer: Answer) -> None:
 
 def _abandoned(handle: SendHandle, candidate: Candidate, answer: Answer, call_started: float) -> tuple[None, bool]:
     """A plain call whose reader went away before the provider answered: stopped, nothing produced."""
-    answer.stopped = True
     _stopped(answer, candidate, call_started, None)
     _note_call(handle, candidate, None, None, answer.latency_ms or 0.0, None)
     return None, False
 
 
 def _stopped(answer: Answer, candidate: Candidate, call_started: float, first_token_at: float | None) -> None:
-    """The reader pressed Stop: keep what arrived as the answer."""
+    """The reader pressed Stop (or went away): keep what arrived as the answer."""
+    answer.stopped = True
     _fill_failure(answer, candidate, (time.perf_counter() - call_started) * 1000)
     answer.first_token_ms = _ms_since(call_started, first_token_at)
     answer.finish_reason = "stop"
