@@ -100,6 +100,61 @@ def test_a_database_error_on_the_loop_connection_is_djangos(org_a):
     assert not isinstance(caught.value, IntegrityError) and type(caught.value).__module__ == "django.db.utils"
 
 
+def test_the_loop_connection_sends_what_does_not_fit_a_socket_buffer_and_decodes_rows(org_a):
+    """A statement larger than the socket's buffer is flushed as the socket drains; the row comes
+    back decoded (bool, bigint, text and NULL, arrays)."""
+    big = "é" * 3_000_000  # ~6 MB of UTF-8
+
+    async def statements():
+        conn = LoopConnection("test")
+        try:
+            async with asyncio.timeout(10):  # unflushed, the statement would wait forever
+                sized = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT length(%s), octet_length(%s)", [big, big])
+            typed = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT %s::bigint > 1, %s::bigint, %s::text, ARRAY[1, 2]::bigint[]", [2, 3, None])
+            nothing = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT 1 WHERE false", [])
+        finally:
+            await conn.close()
+        return sized, typed, nothing
+
+    sized, typed, nothing = asyncio.run(statements())
+    assert sized == (3_000_000, 6_000_000)
+    assert typed == (True, 3, None, [1, 2]) and nothing is None
+
+
+def test_a_statement_cancelled_mid_exchange_leaves_no_half_read_connection(org_a):
+    """Cancelled while PostgreSQL works (a deadline, a loop shutting down): the connection is
+    closed, not reused with a reply still on its way, and the next statement gets a new one."""
+
+    async def statements():
+        conn = LoopConnection("test")
+        try:
+            first = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT pg_backend_pid()", [])
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await conn.fetchone(Tenant(org_id=org_a.id), "SELECT pg_sleep(2)", [])
+            after = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT pg_backend_pid(), 7", [])
+        finally:
+            await conn.close()
+        return first, after
+
+    first, after = asyncio.run(statements())
+    assert after[0] != first[0] and after[1] == 7
+
+
+def test_the_loop_connection_refuses_parameters_it_would_send_wrongly(org_a):
+    async def statement(sql, params):
+        conn = LoopConnection("test")
+        try:
+            return await conn.fetchone(Tenant(org_id=org_a.id), sql, params)
+        finally:
+            await conn.close()
+
+    with pytest.raises(TypeError, match="not float"):
+        asyncio.run(statement("SELECT %s", [1.5]))
+    with pytest.raises(ValueError, match="only %s placeholders"):
+        asyncio.run(statement("SELECT 100 %% 7, %s", [1]))
+
+
 def test_an_append_that_cannot_be_written_fails_alone(org_a):
     async def burst():
         good = [audit_records_async(org_id=org_a.id, actor=Actor.system(), events=_events(1)) for _ in range(5)]
