@@ -104,12 +104,15 @@ class GatewayFastPath:
                 if response is None:
                     signals.request_finished.send(sender=self.__class__)
                     return
-                record(request, response, started)
+                if response.streaming:
+                    record(request, response, started)  # a stream's latency: to its head
             try:
                 await _send_response(response, send, leaving)
             except OSError:
                 pass  # the client went away meanwhile
             finally:
+                if request is not None and not response.streaming:
+                    record(request, response, started)  # once it is sent: not in its way
                 response.close()  # sends request_finished
         finally:
             leaving.cancel()

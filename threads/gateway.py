@@ -10,6 +10,7 @@ copies. `model: "auto"` routes by the rules; `"<provider>/<model>"` pins a provi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -25,7 +26,7 @@ from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
 from threads.services import Caller, SendOptions, message_send
-from threads.services.send import Answer, Delta, Failed, Finished, SendHandle
+from threads.services.send import Answer, Answered, Delta, Failed, Finished, SendHandle
 
 MAX_BODY_BYTES = 2_000_000
 MAX_OUTPUT_TOKENS = 128_000
@@ -183,11 +184,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         response["X-Accel-Buffering"] = "no"
     else:
         try:
-            answer = await handle.wait()
+            answer, response = await _answer_and_response(handle)
         except asyncio.CancelledError:  # the client went away (the handler cancels the view)
             handle.abandon()
             raise
-        response = _complete(handle, answer)
     for name, value in handle.response_headers().items():
         response[name] = value
     response["X-DAC-Overhead-Ms"] = f"{_overhead_ms(started, None if options.stream else answer):.2f}"
@@ -202,6 +202,25 @@ def _overhead_ms(started: float, answer: Answer | None) -> float:
     overhead = max(elapsed - provider, 0.0)
     overhead_observe(overhead)
     return overhead
+
+
+async def _answer_and_response(handle: SendHandle) -> tuple[Answer, HttpResponse]:
+    """A plain call's outcome and its response. The response is built while the answer is being
+    recorded (Answered comes before Finished), so it goes out as soon as the record is durable;
+    an answer that could not be recorded (Failed) gets its error response instead."""
+    prepared = None
+    async with contextlib.aclosing(handle.events()) as events:
+        async for event in events:
+            if isinstance(event, Answered):
+                prepared = (event.answer, _complete(handle, event.answer))
+            elif isinstance(event, (Finished, Failed)):
+                answer = event.answer
+                break
+        else:
+            raise RuntimeError("answer stream ended without a result")  # pragma: no cover
+    if prepared is not None and isinstance(event, Finished) and prepared[0] is answer:
+        return answer, prepared[1]
+    return answer, _complete(handle, answer)
 
 
 def _complete(handle: SendHandle, answer: Answer) -> HttpResponse:

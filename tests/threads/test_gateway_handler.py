@@ -16,6 +16,11 @@ from dac.asgi import application, gateway_application
 
 def _call(path: str, *, method: str = "GET", headers: list | None = None, body: bytes = b"", app=gateway_application,
           scheme: str = "http") -> tuple[int, dict, bytes]:
+    return asyncio.run(_acall(path, method=method, headers=headers, body=body, app=app, scheme=scheme))
+
+
+async def _acall(path: str, *, method: str = "GET", headers: list | None = None, body: bytes = b"", app=gateway_application,
+                 scheme: str = "http") -> tuple[int, dict, bytes]:
     sent: list[dict] = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -32,7 +37,7 @@ def _call(path: str, *, method: str = "GET", headers: list | None = None, body: 
         "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
         "headers": headers or [], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
     }
-    asyncio.run(app(scope, receive, send))
+    await app(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, body
@@ -96,6 +101,50 @@ def test_a_warm_gateway_call_makes_no_thread_hop_and_is_audited(fakes, token_a, 
     with tenant_context(org_a):
         calls = AuditLog.objects.filter(event="provider.call").order_by("seq")
         assert [row.details["output_tokens"] for row in calls] == [2, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_that_cannot_be_recorded_is_withheld_though_its_response_was_ready(fakes, token_a, org_a, monkeypatch):
+    """The plain answer's response is built while its record is written; the write fails (the
+    database went away): the caller gets the 503 that says so, not the answer, and the call is
+    measured once though its bookkeeping is done again once the database is back."""
+    from django.db import OperationalError
+
+    from audit.models import AuditLog
+    from dac.asgi import gateway_fast_path
+    from dac.db.loop_connection import LoopConnection
+    from tenants.context import tenant_context
+    from tests.fakes import Behaviour
+    from threads.services import answer, send
+
+    fakes["openai"].behaviour = Behaviour(text="never seen", input_tokens=3, output_tokens=2)
+    failed = []
+    original = LoopConnection.fetchone
+
+    async def failing_twice(self, tenant, sql, params):  # the batch, then its append alone
+        if "dac_audit_append" in sql and len(failed) < 2:
+            failed.append(sql)
+            raise OperationalError("the database went away")
+        return await original(self, tenant, sql, params)
+
+    measured = []
+    monkeypatch.setattr(LoopConnection, "fetchone", failing_twice)
+    monkeypatch.setattr(answer, "provider_call_record", lambda **metrics: measured.append(metrics))
+    headers = [(b"authorization", f"Bearer {token_a}".encode()), (b"content-type", b"application/json")]
+    body = b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+
+    async def scenario():
+        reply = await _acall("/v1/chat/completions", method="POST", headers=headers, body=body, app=gateway_fast_path)
+        await asyncio.gather(*send._RUNNING)  # the failure recorded once the database is back
+        return reply
+
+    status, _, content = asyncio.run(scenario())
+    assert status == 503 and json.loads(content)["error"]["code"] == "unrecorded", content
+    assert b"never seen" not in content and len(failed) == 2
+    assert [metrics["outcome"] for metrics in measured] == ["ok"]
+    with tenant_context(org_a):
+        decision = AuditLog.objects.get(event="routing.decision")
+    assert decision.details["outcome"] == "failed"
 
 
 # --- the fast path answers as Django's gateway handler does ------------------------------------

@@ -36,7 +36,7 @@ from routing.services import Candidate
 from tenants.context import tenant_context
 from threads import memory
 from threads.models import Message, Status, Thread
-from threads.services.send import Answer, Delta, Failed, Finished, SendHandle, _reserve_from
+from threads.services.send import Answer, Answered, Delta, Failed, Finished, SendHandle, _reserve_from
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +245,6 @@ class CallRecord:
     """One provider call, kept in memory until `_finish` writes them all in one step."""
 
     audit: AuditEvent
-    metrics: dict
     key_id: int | None
 
 
@@ -276,7 +275,8 @@ def _note_call(handle: SendHandle, candidate: Candidate, result, error: Provider
         "first_token_ms": first_token_ms, "input_tokens": details["input_tokens"],
         "output_tokens": details["output_tokens"], "streamed": handle.options.stream,
     }
-    handle.calls.append(CallRecord(audit, metrics, candidate.key_id if error is None else None))
+    handle.calls.append(CallRecord(audit, candidate.key_id if error is None else None))
+    handle.measurements.append(metrics)
 
 
 # last_used_at is a hint: written at most once a minute per key, not on every call.
@@ -287,7 +287,8 @@ _key_used_at: dict[int, float] = {}
 async def _finish(handle: SendHandle, answer: Answer) -> None:
     """Record the outcome before the caller hears it: the provider calls and the routing
     decision audited (durable), the quota reconciled and the answer saved (complete, or failed
-    with what arrived), side by side; then the calls measured."""
+    with what arrived), side by side. While they are written, the calls are measured and a
+    plain call's caller is handed the answer to prepare its response (Answered)."""
     if not answer.routing:
         answer.routing = handle.plan.to_dict(chosen=handle.candidate)
     if not handle.audited:
@@ -298,17 +299,34 @@ async def _finish(handle: SendHandle, answer: Answer) -> None:
         events = [*(call.audit for call in handle.calls), decision]
         # The audit write goes out first: the answer waits on its commit.
         audit = audit_records_queued(org_id=handle.caller.org_id, actor=handle.caller.actor, events=events)
-        audited, saved = await asyncio.gather(audit, _record_answer(handle, answer), return_exceptions=True)
+        recording = asyncio.gather(audit, _record_answer(handle, answer), return_exceptions=True)
+        _meanwhile(handle, answer)
+        audited, saved = await recording
         if not isinstance(audited, BaseException):
             handle.audited = True
         for outcome in (audited, saved):
             if isinstance(outcome, BaseException):
                 raise outcome
     else:
-        await _record_answer(handle, answer)
-    for call in handle.calls:
-        provider_call_record(org_id=handle.caller.org_id, **call.metrics)
+        recording = _record_answer(handle, answer)
+        _meanwhile(handle, answer)
+        await recording
     handle.calls.clear()
+
+
+def _meanwhile(handle: SendHandle, answer: Answer) -> None:
+    """What runs while the outcome is written (queued behind the writes, so they go out first):
+    the calls' metrics (once: a retried `_finish` does not measure them again) and, for a plain
+    answer, Answered to its reader."""
+    measurements, handle.measurements = handle.measurements, []
+    asyncio.get_running_loop().call_soon(_measure, handle.caller.org_id, measurements)
+    if not handle.options.stream and answer.status == Status.COMPLETE:
+        handle.queue.put_nowait(Answered(answer))
+
+
+def _measure(org_id: int, measurements: list[dict]) -> None:
+    for metrics in measurements:
+        provider_call_record(org_id=org_id, **metrics)
 
 
 async def _record_answer(handle: SendHandle, answer: Answer) -> None:

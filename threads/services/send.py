@@ -111,6 +111,14 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class Answered:
+    """A plain call's answer as the provider gave it, before it is recorded: Finished (or, if it
+    cannot be recorded, Failed) follows. Lets the caller build its response meanwhile."""
+
+    answer: Answer
+
+
+@dataclass(frozen=True)
 class Finished:
     answer: Answer
 
@@ -142,6 +150,7 @@ class SendHandle:
     delivered: bool = False  # the reader has taken the final event (Finished or Failed)
     provider_waiter: asyncio.Task | None = None  # the task awaiting a plain provider request
     calls: list = field(default_factory=list)  # answer.CallRecord of each provider call so far
+    measurements: list = field(default_factory=list)  # metrics of the calls not yet recorded
     audited: bool = False  # the calls and the routing decision are in the audit log
     queue: asyncio.Queue | None = None
     task: asyncio.Task | None = None
@@ -175,8 +184,9 @@ class SendHandle:
             if self.provider_waiter is not None:
                 self.provider_waiter.cancel()
 
-    async def events(self) -> AsyncIterator[Delta | Finished | Failed]:
-        """Deltas as they arrive, then one Finished or Failed."""
+    async def events(self) -> AsyncIterator[Delta | Answered | Finished | Failed]:
+        """Deltas as they arrive (streams), Answered (plain calls that got an answer), then one
+        Finished or Failed."""
         self.start()
         while True:
             event = await self.queue.get()
