@@ -104,6 +104,28 @@ def test_a_warm_gateway_call_makes_no_thread_hop_and_is_audited(fakes, token_a, 
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_audited_request_hash_is_that_of_the_request_sent(fakes, token_a, org_a):
+    """Taken while the provider works, it is still the hash of exactly what was asked."""
+    from audit.models import AuditLog
+    from audit.services import sha256_hex
+    from dac.asgi import gateway_fast_path
+    from tenants.context import tenant_context
+    from tests.fakes import Behaviour
+
+    fakes["openai"].behaviour = Behaviour(text="fine", input_tokens=3, output_tokens=2)
+    headers = [(b"authorization", f"Bearer {token_a}".encode()), (b"content-type", b"application/json")]
+    body = b'{"model": "openai/gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "hash me"}]}'
+    status, _, content = _call("/v1/chat/completions", method="POST", headers=headers, body=body, app=gateway_fast_path)
+    assert status == 200, content
+    sent = fakes["openai"].requests[-1].json
+    asked = {"provider": "openai", "model": "gpt-4o-mini", "messages": sent["messages"], "max_tokens": 50, "temperature": None}
+    with tenant_context(org_a):
+        call = AuditLog.objects.get(event="provider.call")
+    assert call.request_hash == sha256_hex(json.dumps(asked, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    assert call.response_hash == sha256_hex("fine")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_answer_that_cannot_be_recorded_is_withheld_though_its_response_was_ready(fakes, token_a, org_a, monkeypatch):
     """The plain answer's response is built while its record is written; the write fails (the
     database went away): the caller gets the 503 that says so, not the answer, and the call is

@@ -106,8 +106,10 @@ def test_a_failing_provider_falls_back_to_the_next(api, org_a, fakes):
     assert {"provider": "perplexity", "reason": "failed: unavailable"} in body["routing"]["skipped"]
     assert len(fakes["perplexity"].requests) == 3  # first try + 2 retries
     with tenant_context(org_a):
-        outcomes = [row.details["outcome"] for row in AuditLog.objects.filter(event="provider.call").order_by("seq")]
-    assert outcomes[:3] == ["unavailable"] * 3 and outcomes[-1] == "ok"
+        calls = list(AuditLog.objects.filter(event="provider.call").order_by("seq"))
+    assert [row.details["outcome"] for row in calls[:3]] == ["unavailable"] * 3 and calls[-1].details["outcome"] == "ok"
+    # One request asked three times, then another (another provider and model): two hashes.
+    assert len({row.request_hash for row in calls[:3]}) == 1 and calls[-1].request_hash != calls[0].request_hash
 
 
 def test_auth_failure_moves_on_without_retrying(api, org_a, fakes):

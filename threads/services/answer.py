@@ -135,6 +135,9 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
     adapter = get_adapter(candidate.provider, api_key=api_key, base_url=base_url, **adapter_options)
     attempts = 1 + settings.DAC_PROVIDER_RETRIES
     produced = False
+    # The request's hash (audited with the call) is taken while the provider works: queued
+    # behind the first step of the call, which sends the request.
+    asyncio.get_running_loop().call_soon(_request_hash, handle, candidate)
     for attempt in range(attempts):
         call_started = time.perf_counter()
         first_token_at = None
@@ -236,8 +239,12 @@ def _user_message_for(error: ProviderError, provider: str, produced: bool) -> st
 
 
 def _request_hash(handle: SendHandle, candidate: Candidate) -> str:
-    body = {"provider": candidate.provider, "model": candidate.model, "messages": handle.messages, "max_tokens": handle.options.max_tokens, "temperature": handle.options.temperature}
-    return sha256_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    """sha256 of what was asked of this candidate (taken once per candidate)."""
+    key = (candidate.provider, candidate.model)
+    if key not in handle.request_hashes:
+        body = {"provider": candidate.provider, "model": candidate.model, "messages": handle.messages, "max_tokens": handle.options.max_tokens, "temperature": handle.options.temperature}
+        handle.request_hashes[key] = sha256_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    return handle.request_hashes[key]
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,7 @@ class SendHandle:
     provider_waiter: asyncio.Task | None = None  # the task awaiting a plain provider request
     calls: list = field(default_factory=list)  # answer.CallRecord of each provider call so far
     measurements: list = field(default_factory=list)  # metrics of the calls not yet recorded
+    request_hashes: dict = field(default_factory=dict)  # (provider, model) → sha256 of the request
     audited: bool = False  # the calls and the routing decision are in the audit log
     queue: asyncio.Queue | None = None
     task: asyncio.Task | None = None
