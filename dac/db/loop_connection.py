@@ -16,7 +16,9 @@ as the socket turns readable), its row decoded by psycopg's own loaders: psycopg
 machinery around the same exchange cost ~0.04 ms of CPU a statement warm and ~0.2 ms of wall
 time after an idle spell (bench/in_process.py --phases), and the audit commit waits on it.
 Parameters go as text (int, str or None: what the audit writer sends), their types inferred by
-the server. A connection left in the middle of an exchange (cancelled, broken) is closed.
+the server. A connection left in the middle of an exchange (cancelled, broken) is closed; a
+statement it had already sent may still commit (the audit writer reads the chain back before it
+counts such an append as not written).
 """
 
 from __future__ import annotations
@@ -57,12 +59,13 @@ class LoopConnection:
     async def _exchange(self, conn: psycopg.AsyncConnection, sql: str, params) -> tuple | None:
         """Send one statement, read its results; the first row of the last one, decoded."""
         pgconn, loop = conn.pgconn, asyncio.get_running_loop()
+        query, values = _numbered(sql), [_text(value) for value in params]  # refused before anything is sent
+        results = []
         done = False
         try:
-            pgconn.send_query_params(_numbered(sql), [_text(value) for value in params])
+            pgconn.send_query_params(query, values)
             while pgconn.flush():  # the rest did not fit in the socket's buffer
                 await _ready(pgconn.socket, loop.add_writer, loop.remove_writer)
-            results = []
             while True:
                 while pgconn.is_busy():
                     await _ready(pgconn.socket, loop.add_reader, loop.remove_reader)
@@ -72,12 +75,19 @@ class LoopConnection:
                     break
                 results.append(result)
             done = True
+        except psycopg.OperationalError:
+            # The server ended the connection mid-statement: its own reason, if it sent one
+            # ("terminating connection due to administrator command"), says more than ours.
+            _raise_error_in(results, conn)
+            raise
         finally:
             if not done:  # cancelled or broken mid-exchange: unusable for the next statement
                 self.discard()
-        for result in results:
-            if result.status == psycopg.pq.ExecStatus.FATAL_ERROR:
-                raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+        _raise_error_in(results, conn)
+        if not results or any(result.status not in _ROWS_OR_DONE for result in results):
+            self.discard()
+            statuses = [psycopg.pq.ExecStatus(result.status).name for result in results]
+            raise psycopg.OperationalError(f"unexpected results from PostgreSQL: {statuses or 'none'}")
         last = results[-1]
         if not last.ntuples:
             return None
@@ -90,8 +100,8 @@ class LoopConnection:
             await conn.close()
 
     def discard(self) -> None:
-        """Close without the event loop, for a connection whose loop has closed (libpq closes the
-        socket; nothing to await)."""
+        """Close without the event loop (libpq closes the socket; nothing to await): for a
+        connection whose loop has closed, or one left mid-exchange."""
         conn, self._conn, self._tenant, self._loaders = self._conn, None, None, None
         if conn is not None and not conn.closed:
             conn.pgconn.finish()
@@ -111,6 +121,16 @@ class LoopConnection:
         return self._conn
 
 
+_ROWS_OR_DONE = frozenset({psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK})
+
+
+def _raise_error_in(results: list, conn: psycopg.AsyncConnection) -> None:
+    """Raise the statement's error, if PostgreSQL reported one, as psycopg's exception for it."""
+    for result in results:
+        if result.status == psycopg.pq.ExecStatus.FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+
+
 async def _ready(fd: int, watch, unwatch) -> None:
     """Wait until the socket is readable (watch=add_reader) or writable (add_writer)."""
     waiter = asyncio.get_running_loop().create_future()
@@ -123,7 +143,8 @@ async def _ready(fd: int, watch, unwatch) -> None:
 
 @functools.lru_cache(maxsize=64)
 def _numbered(sql: str) -> bytes:
-    """psycopg's `%s` placeholders as PostgreSQL's `$1`, `$2`..."""
+    """psycopg's `%s` placeholders as PostgreSQL's `$1`, `$2`... (every `%s`, quoted or not: the
+    statements sent here have no literal one)."""
     parts = sql.split("%s")
     if any("%" in part for part in parts):
         raise ValueError(f"only %s placeholders are supported here: {sql!r}")
@@ -134,6 +155,8 @@ def _text(value) -> bytes | None:
     """A parameter in PostgreSQL's text format (the server infers its type)."""
     if value is None:
         return None
+    if isinstance(value, str) and "\x00" in value:
+        raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
     if isinstance(value, (int, str)) and not isinstance(value, bool):
         return str(value).encode()
     raise TypeError(f"LoopConnection sends int, str or None parameters, not {type(value).__name__}")

@@ -3,6 +3,8 @@ durable when it returns, chains stay gapless and verifiable, one bad append fail
 write whose reply was lost is not written twice."""
 
 import asyncio
+import threading
+import time
 from io import StringIO
 
 import pytest
@@ -139,6 +141,45 @@ def test_a_statement_cancelled_mid_exchange_leaves_no_half_read_connection(org_a
 
     first, after = asyncio.run(statements())
     assert after[0] != first[0] and after[1] == 7
+
+
+def test_a_failed_statement_keeps_the_connection_and_a_killed_one_says_why(org_a):
+    """A statement's own error leaves the session usable (same backend); a backend terminated
+    while it works gives PostgreSQL's reason, and the next statement gets a new session."""
+    import psycopg
+    from django.db import DataError
+
+    from tests.conftest import SUPERUSER_URL
+
+    async def statements():
+        conn = LoopConnection("test")
+        try:
+            first = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT pg_backend_pid()", [])
+            with pytest.raises(DataError, match="division by zero"):
+                await conn.fetchone(Tenant(org_id=org_a.id), "SELECT 1 / 0", [])
+            with pytest.raises(DataError, match="NUL"):
+                await conn.fetchone(Tenant(org_id=org_a.id), "SELECT %s", ["a\x00b"])
+            same = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT pg_backend_pid()", [])
+
+            def terminate():
+                time.sleep(0.3)
+                with psycopg.connect(SUPERUSER_URL, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", [same[0]])
+
+            killer = threading.Thread(target=terminate)
+            killer.start()
+            try:
+                with pytest.raises(OperationalError, match="administrator command"):
+                    await conn.fetchone(Tenant(org_id=org_a.id), "SELECT pg_sleep(5)", [])
+            finally:
+                killer.join()
+            after = await conn.fetchone(Tenant(org_id=org_a.id), "SELECT pg_backend_pid()", [])
+        finally:
+            await conn.close()
+        return first, same, after
+
+    first, same, after = asyncio.run(statements())
+    assert same == first and after != first
 
 
 def test_the_loop_connection_refuses_parameters_it_would_send_wrongly(org_a):
