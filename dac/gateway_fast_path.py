@@ -106,13 +106,16 @@ class GatewayFastPath:
                     return
                 if response.streaming:
                     record(request, response, started)  # a stream's latency: to its head
+            ready = time.perf_counter()
             try:
                 await _send_response(response, send, leaving)
             except OSError:
                 pass  # the client went away meanwhile
             finally:
                 if request is not None and not response.streaming:
-                    record(request, response, started)  # once it is sent: not in its way
+                    # Measured as Django's middleware does (to the response, not its sending),
+                    # recorded once it is sent: not in its way.
+                    record(request, response, started, ended=ready)
                 response.close()  # sends request_finished
         finally:
             leaving.cancel()

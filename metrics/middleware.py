@@ -40,9 +40,10 @@ def route_of(request) -> str:
     return ("/" + route.lstrip("^").rstrip("$"))[:200]
 
 
-def record(request, response, started: float) -> None:
+def record(request, response, started: float, ended: float | None = None) -> None:
+    """Record one request; its latency runs from `started` to `ended` (default: now)."""
     try:
-        latency_ms = (time.perf_counter() - started) * 1000
+        latency_ms = ((time.perf_counter() if ended is None else ended) - started) * 1000
         method = request.method if request.method in METHODS else "OTHER"
         access = getattr(request, "org_access", None)
         request_record(

@@ -212,14 +212,14 @@ async def _answer_and_response(handle: SendHandle) -> tuple[Answer, HttpResponse
     async with contextlib.aclosing(handle.events()) as events:
         async for event in events:
             if isinstance(event, Answered):
-                prepared = (event.answer, _complete(handle, event.answer))
+                prepared = _complete(handle, event.answer)
             elif isinstance(event, (Finished, Failed)):
                 answer = event.answer
                 break
         else:
             raise RuntimeError("answer stream ended without a result")  # pragma: no cover
-    if prepared is not None and isinstance(event, Finished) and prepared[0] is answer:
-        return answer, prepared[1]
+    if prepared is not None and isinstance(event, Finished):
+        return answer, prepared
     return answer, _complete(handle, answer)
 
 

@@ -126,6 +126,43 @@ def test_the_audited_request_hash_is_that_of_the_request_sent(fakes, token_a, or
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_fast_path_records_each_request_once_sent_or_not(fakes, token_a, monkeypatch):
+    """A plain answer's request metrics are recorded after it is sent, once, even when the
+    client is gone by then (the send fails); a stream's before its body, once."""
+    from dac.asgi import gateway_fast_path
+    from metrics import middleware
+    from tests.fakes import Behaviour
+
+    fakes["openai"].behaviour = Behaviour(text="fine", input_tokens=3, output_tokens=2)
+    recorded = []
+    monkeypatch.setattr(middleware, "request_record", lambda **row: recorded.append(row))
+    headers = [(b"authorization", f"Bearer {token_a}".encode()), (b"content-type", b"application/json")]
+    plain = b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+    stream = b'{"model": "openai/gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    assert _call("/v1/chat/completions", method="POST", headers=headers, body=plain, app=gateway_fast_path)[0] == 200
+    assert _call("/v1/chat/completions", method="POST", headers=headers, body=stream, app=gateway_fast_path)[0] == 200
+
+    async def gone(message):
+        raise OSError("the client went away")
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+        "headers": headers, "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+    }
+    messages = [{"type": "http.request", "body": plain, "more_body": False}]
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+
+    asyncio.run(gateway_fast_path(scope, receive, gone))
+    assert [(row["route"], row["status"]) for row in recorded] == [("/v1/chat/completions", 200)] * 3
+    assert all(row["latency_ms"] > 0 for row in recorded)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_answer_that_cannot_be_recorded_is_withheld_though_its_response_was_ready(fakes, token_a, org_a, monkeypatch):
     """The plain answer's response is built while its record is written; the write fails (the
     database went away): the caller gets the 503 that says so, not the answer, and the call is

@@ -136,7 +136,8 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
     attempts = 1 + settings.DAC_PROVIDER_RETRIES
     produced = False
     # The request's hash (audited with the call) is taken while the provider works: queued
-    # behind the first step of the call, which sends the request.
+    # behind the first step of the call, which sends the request on a kept-alive connection
+    # (on a new one it runs while connecting).
     asyncio.get_running_loop().call_soon(_request_hash, handle, candidate)
     for attempt in range(attempts):
         call_started = time.perf_counter()
@@ -323,10 +324,12 @@ async def _finish(handle: SendHandle, answer: Answer) -> None:
 
 def _meanwhile(handle: SendHandle, answer: Answer) -> None:
     """What runs while the outcome is written (queued behind the writes, so they go out first):
-    the calls' metrics (once: a retried `_finish` does not measure them again) and, for a plain
-    answer, Answered to its reader."""
+    the calls' metrics and, for a plain answer, Answered to its reader. The calls are measured
+    whether or not their record then commits (they happened), and once: a retried `_finish` does
+    not measure them again."""
     measurements, handle.measurements = handle.measurements, []
-    asyncio.get_running_loop().call_soon(_measure, handle.caller.org_id, measurements)
+    if measurements:
+        asyncio.get_running_loop().call_soon(_measure, handle.caller.org_id, measurements)
     if not handle.options.stream and answer.status == Status.COMPLETE:
         handle.queue.put_nowait(Answered(answer))
 

@@ -112,8 +112,9 @@ class Delta:
 
 @dataclass(frozen=True)
 class Answered:
-    """A plain call's answer as the provider gave it, before it is recorded: Finished (or, if it
-    cannot be recorded, Failed) follows. Lets the caller build its response meanwhile."""
+    """A plain call's answer (the same object Finished or Failed will carry) while it is being
+    recorded: lets the caller build its response meanwhile. Only Finished confirms it; if the
+    answer cannot be recorded, Failed follows with the answer marked failed."""
 
     answer: Answer
 
