@@ -6,6 +6,7 @@ more calls than connections allowed, connections left idle."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -17,8 +18,8 @@ from providers.adapters.http1 import Http1Client, InvalidURL, TransportError
 pytestmark = pytest.mark.asyncio
 
 
-def _client(max_connections: int = 10) -> Http1Client:
-    return Http1Client(max_connections=max_connections, keepalive_seconds=30.0, user_agent="test")
+def _client(max_connections: int = 10, keepalive_seconds: float = 30.0) -> Http1Client:
+    return Http1Client(max_connections=max_connections, keepalive_seconds=keepalive_seconds, user_agent="test")
 
 
 async def _read_request(reader: asyncio.StreamReader) -> bytes:
@@ -31,6 +32,18 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
 async def _serve(handle):
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@contextlib.asynccontextmanager
+async def _serving(handle, **client_options):
+    """A raw server running `handle` and a client: (client, the server's URL); both closed after."""
+    server, url = await _serve(handle)
+    client = _client(**client_options)
+    try:
+        yield client, url
+    finally:
+        client.close()
+        server.close()
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -59,15 +72,10 @@ async def test_a_body_ended_by_closing_the_connection_is_read_whole():
         writer.write(b" 1}")
         writer.close()
 
-    server, url = await _serve(handle)
-    client = _client()
-    try:
+    async with _serving(handle) as (client, url):
         response = await client.request("POST", url + "/v1/x", headers={}, body=b"{}", connect_timeout=5, read_timeout=5, proxy=None)
         assert response.status == 200 and response.headers["content-type"] == "application/json"
         assert await response.read() == b'{"a": 1}'
-    finally:
-        client.close()
-        server.close()
 
 
 async def test_sequential_requests_share_a_connection_and_a_408_on_an_idle_one_is_not_taken_for_an_answer():
@@ -86,9 +94,7 @@ async def test_sequential_requests_share_a_connection_and_a_408_on_an_idle_one_i
             writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
 
-    server, url = await _serve(handle)
-    client = _client()
-    try:
+    async with _serving(handle) as (client, url):
         for _ in range(2):
             response = await _get(client, url + "/")
             assert await response.read() == b"ok"
@@ -97,9 +103,6 @@ async def test_sequential_requests_share_a_connection_and_a_408_on_an_idle_one_i
         response = await _get(client, url + "/")
         assert response.status == 200 and await response.read() == b"ok"
         assert len(connections) == 2
-    finally:
-        client.close()
-        server.close()
 
 
 async def test_what_is_not_http_fails_the_request():
@@ -108,14 +111,9 @@ async def test_what_is_not_http_fails_the_request():
         writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
         await writer.drain()
 
-    server, url = await _serve(handle)
-    client = _client()
-    try:
+    async with _serving(handle) as (client, url):
         with pytest.raises(TransportError, match="malformed"):
             await _get(client, url + "/")
-    finally:
-        client.close()
-        server.close()
 
 
 async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent():
@@ -135,9 +133,7 @@ async def test_https_through_a_proxy_asks_it_for_a_tunnel():
         await writer.drain()
         writer.close()
 
-    server, proxy_url = await _serve(proxy)
-    client = _client()
-    try:
+    async with _serving(proxy) as (client, proxy_url):
         with pytest.raises(TransportError, match="refused the tunnel \\(HTTP 403\\)"):
             await client.request("POST", "https://api.example.com/v1/chat/completions", headers={"Authorization": "Bearer k"},
                                  body=b"{}", connect_timeout=5, read_timeout=5, proxy=proxy_url.replace("://", "://u:p%40ss@"))
@@ -145,9 +141,6 @@ async def test_https_through_a_proxy_asks_it_for_a_tunnel():
         assert head.startswith("CONNECT api.example.com:443 HTTP/1.1\r\n")
         assert "Proxy-Authorization: Basic dTpwQHNz" in head  # u:p@ss
         assert "Bearer k" not in head  # the provider's key only goes inside the tunnel
-    finally:
-        client.close()
-        server.close()
 
 
 async def test_calls_beyond_the_connection_limit_wait_for_one_to_be_free():
@@ -167,19 +160,13 @@ async def test_calls_beyond_the_connection_limit_wait_for_one_to_be_free():
             writer.write(OK)
             await writer.drain()
 
-    server, url = await _serve(handle)
-    client = _client(max_connections=2)
-
     async def call():
         response = await _get(client, url + "/")
         return await response.read()
 
-    try:
+    async with _serving(handle, max_connections=2) as (client, url):
         assert await asyncio.gather(*(call() for _ in range(6))) == [b"ok"] * 6
         assert most == 2
-    finally:
-        client.close()
-        server.close()
 
 
 async def test_interim_responses_and_bare_line_feeds_are_read_past():
@@ -191,15 +178,10 @@ async def test_interim_responses_and_bare_line_feeds_are_read_past():
         writer.write(b"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: 2\n\nok")
         await writer.drain()
 
-    server, url = await _serve(handle)
-    client = _client()
-    try:
+    async with _serving(handle) as (client, url):
         response = await _get(client, url + "/v1/a b")
         assert response.status == 200 and "link" not in response.headers and await response.read() == b"ok"
         assert seen[0].startswith(b"GET /v1/a%20b HTTP/1.1\r\n")
-    finally:
-        client.close()
-        server.close()
 
 
 async def test_a_refused_tunnel_leaves_no_connection_open_and_an_idle_one_is_closed_in_time():
@@ -208,27 +190,17 @@ async def test_a_refused_tunnel_leaves_no_connection_open_and_an_idle_one_is_clo
         writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 5\r\n\r\nlogin")
         await writer.drain()
 
-    server, proxy_url = await _serve(proxy)
-    client = _client()
-    try:
+    async with _serving(proxy) as (client, proxy_url):
         with pytest.raises(TransportError, match="HTTP 407"):
             await _get(client, "https://api.example.com/", proxy=proxy_url)
         assert client._pool.open == set()
-    finally:
-        client.close()
-        server.close()
 
-    server, url = await _serve(_ok_to_each_request)
-    client = Http1Client(max_connections=10, keepalive_seconds=0.05, user_agent="test")
-    try:
+    async with _serving(_ok_to_each_request, keepalive_seconds=0.05) as (client, url):
         response = await _get(client, url + "/")
         assert await response.read() == b"ok"
         assert len(client._pool.open) == 1
         await asyncio.sleep(0.15)
         assert client._pool.open == set() and client._pool.idle == {}
-    finally:
-        client.close()
-        server.close()
 
 
 def _certificates(tmp_path) -> tuple[str, ssl.SSLContext]:
