@@ -10,7 +10,6 @@ copies. `model: "auto"` routes by the rules; `"<provider>/<model>"` pins a provi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 import time
@@ -25,8 +24,9 @@ from providers.adapters import ADAPTERS
 from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
+from threads.models import Status
 from threads.services import Caller, SendOptions, message_send
-from threads.services.send import Answer, Answered, Delta, Failed, Finished, SendHandle
+from threads.services.send import Answer, Delta, Failed, Finished, SendHandle
 
 MAX_BODY_BYTES = 2_000_000
 MAX_OUTPUT_TOKENS = 128_000
@@ -208,18 +208,10 @@ async def _answer_and_response(handle: SendHandle) -> tuple[Answer, HttpResponse
     """A plain call's outcome and its response. The response is built while the answer is being
     recorded (Answered comes before Finished), so it goes out as soon as the record is durable;
     an answer that could not be recorded (Failed) gets its error response instead."""
-    prepared = None
-    async with contextlib.aclosing(handle.events()) as events:
-        async for event in events:
-            if isinstance(event, Answered):
-                prepared = _complete(handle, event.answer)
-            elif isinstance(event, (Finished, Failed)):
-                answer = event.answer
-                break
-        else:
-            raise RuntimeError("answer stream ended without a result")  # pragma: no cover
-    if prepared is not None and isinstance(event, Finished):
-        return answer, prepared
+    prepared = []
+    answer = await handle.wait(on_answered=lambda known: prepared.append(_complete(handle, known)))
+    if prepared and answer.status == Status.COMPLETE:  # Finished: the record is durable
+        return answer, prepared[0]
     return answer, _complete(handle, answer)
 
 

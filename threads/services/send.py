@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -225,12 +225,15 @@ class SendHandle:
                 error_message=answer.error_message, created_at=timezone.now(),
             )
 
-    async def wait(self) -> Answer:
-        """The whole answer (starts it if needed). The events are closed here, not left to the
+    async def wait(self, on_answered: Callable[[Answer], None] | None = None) -> Answer:
+        """The whole answer (starts it if needed); `on_answered` is called with it as soon as it
+        is known (Answered), while it is recorded. The events are closed here, not left to the
         event loop's finalizer (a thread-safe wake-up and a task on every call)."""
         async with contextlib.aclosing(self.events()) as events:
             async for event in events:
-                if isinstance(event, (Finished, Failed)):
+                if isinstance(event, Answered) and on_answered is not None:
+                    on_answered(event.answer)
+                elif isinstance(event, (Finished, Failed)):
                     return event.answer
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover
 
