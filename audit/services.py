@@ -233,10 +233,10 @@ async def audit_records_async(*, org_id: int | None, actor: Actor, events: list[
     """`audit_records` for async code, with group commit: returns once the events are durable,
     with their records (fields by name, `id` included).
 
-    Appends that arrive while a write is in progress wait and go together in the next one: one
-    statement (one lock, one commit) per org for the lot. Under load that turns a per-org queue
-    of commits into a few larger ones; alone, an append is written at once. Nothing is
-    acknowledged before its commit.
+    Appends that arrive while a write is in progress wait and go together in the next one (up
+    to WRITE_BATCH_MAX of them, in order): one statement (one lock, one commit) per org for the
+    lot. Under load that turns a per-org queue of commits into a few larger ones; alone, an
+    append is written at once. Nothing is acknowledged before its commit.
     """
     return await audit_records_queued(org_id=org_id, actor=actor, events=events)
 
@@ -249,6 +249,14 @@ def audit_records_queued(*, org_id: int | None, actor: Actor, events: list[Audit
 
 
 AUDIT_WRITER_NAME = "dac audit writer"  # the group commit's connection in pg_stat_activity
+# The most appends one write takes. Every append of a write is acknowledged at its commit, and
+# their callers then finish their answers one after another on the loop; a burst written whole
+# (40 appends were seen at 64 concurrent calls) makes its last answer wait for all the others.
+# In groups of 8, PostgreSQL commits the next group while the loop finishes the previous one's
+# answers: at 64 concurrent calls against a 100 ms upstream, 552-560 calls/s instead of 496-524
+# (p50 +7 ms instead of +17 to +25); groups of 4 lost 12 % at 256 concurrent calls, where every
+# statement's own CPU counts (docs/performance.md, round 8).
+WRITE_BATCH_MAX = 8
 
 
 class _GroupCommit:
@@ -273,7 +281,7 @@ class _GroupCommit:
     async def _write_while_waiting(self) -> None:
         try:
             while self.waiting:
-                batch, self.waiting = self.waiting, []
+                batch, self.waiting = self.waiting[:WRITE_BATCH_MAX], self.waiting[WRITE_BATCH_MAX:]
                 results = await _write_batch(self.connection, batch)
                 for (*_, future), result in zip(batch, results):
                     if future.done():

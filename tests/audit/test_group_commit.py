@@ -3,6 +3,7 @@ durable when it returns, chains stay gapless and verifiable, one bad append fail
 write whose reply was lost is not written twice."""
 
 import asyncio
+import json
 import threading
 import time
 from io import StringIO
@@ -12,22 +13,22 @@ from django.core.management import call_command
 from django.db import OperationalError, connection
 
 from audit.models import AuditLog
-from audit.services import Actor, AuditEvent, audit_records_async
+from audit.services import WRITE_BATCH_MAX, Actor, AuditEvent, audit_records_async
 from dac.db.loop_connection import LoopConnection
 from tenants.context import Tenant, tenant_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _append_statements_during(coro_factory) -> tuple[object, int]:
-    """Run the coroutine and count the append statements sent meanwhile (on the event loop's
-    own connection, where the group commit writes)."""
-    counted = []
+def _append_statements_during(coro_factory) -> tuple[object, list[int]]:
+    """Run the coroutine; return its result and, for each append statement sent meanwhile (on
+    the event loop's own connection, where the group commit writes), how many rows it carried."""
+    rows = []
     original = LoopConnection.fetchone
 
     async def counting(self, tenant, sql, params):
         if "dac_audit_append" in sql:
-            counted.append(sql)
+            rows.append(len(json.loads(params[2])))
         return await original(self, tenant, sql, params)
 
     LoopConnection.fetchone = counting
@@ -35,7 +36,7 @@ def _append_statements_during(coro_factory) -> tuple[object, int]:
         result = asyncio.run(coro_factory())
     finally:
         LoopConnection.fetchone = original
-    return result, len(counted)
+    return result, rows
 
 
 def _events(n: int) -> list[AuditEvent]:
@@ -53,7 +54,7 @@ def test_concurrent_appends_share_writes_and_the_chains_verify(org_a, org_b):
     results, statements = _append_statements_during(burst)
     assert len(results) == 80 and all(len(rows) == 2 and rows[0]["id"] for rows in results)
     # 80 appends, but far fewer statements (each a lock and a commit): they were written in groups.
-    assert 2 <= statements < 80
+    assert 2 <= len(statements) < 80
     for org in (org_a, org_b):
         with tenant_context(org):
             seqs = list(AuditLog.objects.filter(org_id=org.id, event="test.group").order_by("seq").values_list("seq", flat=True))
@@ -62,6 +63,21 @@ def test_concurrent_appends_share_writes_and_the_chains_verify(org_a, org_b):
     out = StringIO()
     call_command("verify_audit", stdout=out)  # raises CommandError on a broken chain
     assert "verified" in out.getvalue()
+
+
+def test_a_burst_is_written_in_order_in_groups_of_at_most_write_batch_max(org_a):
+    async def burst():
+        return await asyncio.gather(*(
+            audit_records_async(org_id=org_a.id, actor=Actor.system("bench"), events=_events(2)) for _ in range(40)
+        ))
+
+    results, statements = _append_statements_during(burst)
+    appends_per_statement = [rows // 2 for rows in statements]
+    assert sum(appends_per_statement) == 40
+    # All 40 were waiting at once: written whole they would be one statement of 40.
+    assert max(appends_per_statement) == WRITE_BATCH_MAX
+    seqs = [rows[0]["seq"] for rows in results]
+    assert seqs == list(range(seqs[0], seqs[0] + 80, 2))  # in the order queued, gapless
 
 
 def test_a_connection_the_server_closed_is_replaced_before_the_next_statement(org_a):
