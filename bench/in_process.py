@@ -4,9 +4,10 @@
     .venv/bin/python bench/in_process.py --against ../old --runs 4 # alternate with another checkout
     .venv/bin/python bench/in_process.py --profile 40              # cProfile, top 40 by own time
     .venv/bin/python bench/in_process.py --delay 100 --phases      # where one call's time goes, step by step
+    .venv/bin/python bench/in_process.py --delay 100 --concurrency 64 --calls 1920   # under load: calls/s, audit writes
 
 `POST /v1/chat/completions` is sent straight to `dac.asgi.application` (no HTTP server, no load
-generator) `--calls` times after a warm-up, against bench/upstream.py over real HTTP, with quota,
+generator) `--calls` times after a warm-up (`--concurrency` closed loops at once; default one), against bench/upstream.py over real HTTP, with quota,
 audit and metrics on (the org, token and key of bench/setup_dac.py). What is left is DAC's own
 work plus its PostgreSQL, Redis and upstream round trips, one call at a time. The machine's speed
 drifts within minutes here, so compare checkouts with `--against`, which alternates the two
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextvars
 import cProfile
 import json
 import os
@@ -70,6 +73,8 @@ def main() -> int:
     parser.add_argument("--sort", default="tottime", help="with --profile: pstats order (cumulative, ...)")
     parser.add_argument("--delay", type=int, default=0, metavar="MS", help="the upstream's delay before its first byte")
     parser.add_argument("--phases", action="store_true", help="median time between the steps of a call (wall)")
+    parser.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="calls in flight at once (closed loops); wall_ms is then wall time ÷ calls, 1000 ÷ calls/s")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: the checkout to import
     parser.add_argument("--token", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -91,6 +96,7 @@ def main() -> int:
                 command += ["--stream"] if args.stream else []
                 command += ["--profile", str(args.profile), "--sort", args.sort] if args.profile else []
                 command += ["--phases"] if args.phases else []
+                command += ["--concurrency", str(args.concurrency)]
                 done = subprocess.run(command, env=dac_env(), cwd=str(checkout), capture_output=True, text=True)
                 if done.returncode != 0:
                     raise SystemExit(done.stderr[-3000:])
@@ -152,37 +158,48 @@ def _measure(args) -> int:
             elif not message.get("more_body"):
                 mark("response ended")
                 done.set()
-            elif _has_content(message.get("body", b"")) and not any(step == "first content sent" for step, _ in marks):
+            elif _has_content(message.get("body", b"")) and not any(step == "first content sent" for step, _ in marks.get()):
                 mark("first content sent")
 
-        marks.clear()
+        timeline: list[tuple[str, float]] = []
+        marks.set(timeline)  # this call's, seen by the tasks it starts (they copy the context)
         mark("request received")
         await application(scope, receive, send)
-        timelines.append(list(marks))
+        timelines.append(timeline)
         if status != [200]:
             raise SystemExit(f"the gateway answered {status}")
 
-    marks: list[tuple[str, float]] = []
+    marks: contextvars.ContextVar[list[tuple[str, float]]] = contextvars.ContextVar("marks")
     timelines: list[list[tuple[str, float]]] = []
 
     def mark(step: str) -> None:
         if args.phases:
-            marks.append((step, time.perf_counter()))
+            marks.get().append((step, time.perf_counter()))
 
     if args.phases:
         _mark_steps(mark)
+    writes = _count_audit_writes()
 
     async def calls(n: int) -> None:
-        for _ in range(n):
-            await call()
+        async def closed_loop(count: int) -> None:
+            for _ in range(count):
+                await call()
+
+        loops = args.concurrency
+        await asyncio.gather(*(closed_loop(n // loops + (i < n % loops)) for i in range(loops)))
 
     async def run() -> None:
-        await calls(200 if not args.delay else 20)  # warm: caches, connections, the audit chain head
+        await calls(max(200 if not args.delay else 20, 2 * args.concurrency))  # warm: caches, connections, the chain head
         timelines.clear()
+        writes.clear()
         wall, cpu = time.perf_counter(), time.process_time()
         await calls(args.calls)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         print(json.dumps({"wall_ms": round(wall / args.calls * 1000, 3), "cpu_ms": round(cpu / args.calls * 1000, 3)}))
+        if args.concurrency > 1:
+            sizes = collections.Counter(writes)
+            print(f"audit writes: {len(writes)} for {sum(writes)} appends; appends per write: "
+                  + ", ".join(f"{size}: {count}" for size, count in sorted(sizes.items())))
         if args.phases:
             _print_phases(timelines)
         if args.profile:
@@ -204,6 +221,21 @@ def _has_content(part: bytes) -> bool:
             if (choices[0].get("delta") or {}).get("content"):
                 return True
     return False
+
+
+def _count_audit_writes() -> list[int]:
+    """The number of appends each audit write (group commit) takes, in a list the caller reads.
+    Wraps the function in place, in this measuring process only."""
+    from audit import services
+
+    original, sizes = services._write_batch, []
+
+    async def counted(connection, batch):
+        sizes.append(len(batch))
+        return await original(connection, batch)
+
+    services._write_batch = counted
+    return sizes
 
 
 def _mark_steps(mark) -> None:
@@ -237,8 +269,9 @@ def _mark_steps(mark) -> None:
 
 def _print_phases(timelines: list[list[tuple[str, float]]]) -> None:
     """The median time from each step to the next, over the calls whose steps came in the
-    usual order (the most common sequence)."""
-    import collections
+    usual order (the most common sequence). Under --concurrency an audit write's statement is
+    marked in the timeline of the call whose append started the writer, so most calls' usual
+    order has none."""
     import statistics
 
     sequences = collections.Counter(tuple(step for step, _ in timeline) for timeline in timelines)
