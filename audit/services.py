@@ -233,10 +233,10 @@ async def audit_records_async(*, org_id: int | None, actor: Actor, events: list[
     """`audit_records` for async code, with group commit: returns once the events are durable,
     with their records (fields by name, `id` included).
 
-    Appends that arrive while a write is in progress wait and go together in the next one (up
-    to WRITE_BATCH_MAX of them, in order): one statement (one lock, one commit) per org for the
-    lot. Under load that turns a per-org queue of commits into a few larger ones; alone, an
-    append is written at once. Nothing is acknowledged before its commit.
+    Appends that arrive while a write is in progress wait and go, in order, in the next writes
+    (`_write_size` of them each): one statement (one lock, one commit) per org for each. Under
+    load that turns a per-org queue of commits into a few larger ones; alone, an append is
+    written at once. Nothing is acknowledged before its commit.
     """
     return await audit_records_queued(org_id=org_id, actor=actor, events=events)
 
@@ -249,14 +249,21 @@ def audit_records_queued(*, org_id: int | None, actor: Actor, events: list[Audit
 
 
 AUDIT_WRITER_NAME = "dac audit writer"  # the group commit's connection in pg_stat_activity
-# The most appends one write takes. Every append of a write is acknowledged at its commit, and
-# their callers then finish their answers one after another on the loop; a burst written whole
-# (40 appends were seen at 64 concurrent calls) makes its last answer wait for all the others.
-# In groups of 8, PostgreSQL commits the next group while the loop finishes the previous one's
-# answers: at 64 concurrent calls against a 100 ms upstream, 552-560 calls/s instead of 496-524
-# (p50 +7 ms instead of +17 to +25); groups of 4 lost 12 % at 256 concurrent calls, where every
-# statement's own CPU counts (docs/performance.md, round 8).
+# How many waiting appends one write takes. Every append of a write is acknowledged at its
+# commit, and their callers then finish their answers one after another on the loop: a burst
+# written whole (up to 45 appends were seen at 64 concurrent calls) makes its last answer wait for
+# all the others. In groups of 8, PostgreSQL commits the next group while the loop finishes the
+# previous one's answers: at 64 concurrent calls against a 100 ms upstream, 552-566 calls/s
+# instead of 496-524 (p50 +5 to +8 ms instead of +17 to +28); groups of 4 lost 12 % at 256
+# concurrent calls, where every statement's own CPU counts (docs/performance.md, round 8). A
+# longer queue (a database slower to commit than the loop is to answer: a synchronous replica, a
+# network disk) is worked off a quarter at a time, so writes grow with it as they did uncapped.
 WRITE_BATCH_MAX = 8
+WRITE_BACKLOG_SHARE = 4
+
+
+def _write_size(waiting: int) -> int:
+    return max(WRITE_BATCH_MAX, waiting // WRITE_BACKLOG_SHARE)
 
 
 class _GroupCommit:
@@ -281,7 +288,8 @@ class _GroupCommit:
     async def _write_while_waiting(self) -> None:
         try:
             while self.waiting:
-                batch, self.waiting = self.waiting[:WRITE_BATCH_MAX], self.waiting[WRITE_BATCH_MAX:]
+                size = _write_size(len(self.waiting))
+                batch, self.waiting = self.waiting[:size], self.waiting[size:]
                 results = await _write_batch(self.connection, batch)
                 for (*_, future), result in zip(batch, results):
                     if future.done():
@@ -295,9 +303,10 @@ class _GroupCommit:
 
 
 async def _write_batch(connection: LoopConnection, batch) -> list:
-    """All the waiting appends, one statement (one transaction, one commit) per org. Returns,
-    per append, its rows or the exception that kept it out: when an org's statement fails
-    (it then wrote nothing), its appends are tried one by one, so a bad one fails alone."""
+    """One write of the appends taken from the queue: one statement (one transaction, one
+    commit) per org. Returns, per append, its rows or the exception that kept it out: when an
+    org's statement fails (it then wrote nothing), its appends are tried one by one, so a bad
+    one fails alone."""
     by_org: dict[int | None, list[int]] = {}
     for index, (org_id, *_) in enumerate(batch):
         by_org.setdefault(org_id, []).append(index)

@@ -7,12 +7,13 @@
     .venv/bin/python bench/in_process.py --delay 100 --concurrency 64 --calls 1920   # under load: calls/s, audit writes
 
 `POST /v1/chat/completions` is sent straight to `dac.asgi.application` (no HTTP server, no load
-generator) `--calls` times after a warm-up (`--concurrency` closed loops at once; default one), against bench/upstream.py over real HTTP, with quota,
+generator) `--calls` times after a warm-up, against bench/upstream.py over real HTTP, with quota,
 audit and metrics on (the org, token and key of bench/setup_dac.py). What is left is DAC's own
-work plus its PostgreSQL, Redis and upstream round trips, one call at a time. The machine's speed
-drifts within minutes here, so compare checkouts with `--against`, which alternates the two
-`--runs` times and prints each run and the means. Needs `make db` (and the other checkout's venv
-is not used: both run with this one's packages).
+work plus its PostgreSQL, Redis and upstream round trips, one call at a time (or `--concurrency`
+closed loops of calls at once, with the number of appends each audit write took). The machine's
+speed drifts within minutes here, so compare checkouts with `--against`, which alternates the
+two `--runs` times and prints each run and the means. Needs `make db` (and the other checkout's
+venv is not used: both run with this one's packages).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def main() -> int:
     parser.add_argument("--sort", default="tottime", help="with --profile: pstats order (cumulative, ...)")
     parser.add_argument("--delay", type=int, default=0, metavar="MS", help="the upstream's delay before its first byte")
     parser.add_argument("--phases", action="store_true", help="median time between the steps of a call (wall)")
-    parser.add_argument("--concurrency", type=int, default=1, metavar="N",
+    parser.add_argument("--concurrency", type=_at_least_one, default=1, metavar="N",
                         help="calls in flight at once (closed loops); wall_ms is then wall time ÷ calls, 1000 ÷ calls/s")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: the checkout to import
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -158,7 +159,7 @@ def _measure(args) -> int:
             elif not message.get("more_body"):
                 mark("response ended")
                 done.set()
-            elif _has_content(message.get("body", b"")) and not any(step == "first content sent" for step, _ in marks.get()):
+            elif _has_content(message.get("body", b"")) and not any(step == "first content sent" for step, _ in timeline):
                 mark("first content sent")
 
         timeline: list[tuple[str, float]] = []
@@ -169,16 +170,17 @@ def _measure(args) -> int:
         if status != [200]:
             raise SystemExit(f"the gateway answered {status}")
 
-    marks: contextvars.ContextVar[list[tuple[str, float]]] = contextvars.ContextVar("marks")
+    marks: contextvars.ContextVar[list[tuple[str, float]] | None] = contextvars.ContextVar("marks", default=None)
     timelines: list[list[tuple[str, float]]] = []
 
     def mark(step: str) -> None:
-        if args.phases:
-            marks.get().append((step, time.perf_counter()))
+        timeline = marks.get()
+        if args.phases and timeline is not None:  # None: a task started outside any call
+            timeline.append((step, time.perf_counter()))
 
     if args.phases:
         _mark_steps(mark)
-    writes = _count_audit_writes()
+    writes = _count_audit_writes() if args.concurrency > 1 else []
 
     async def calls(n: int) -> None:
         async def closed_loop(count: int) -> None:
@@ -221,6 +223,13 @@ def _has_content(part: bytes) -> bool:
             if (choices[0].get("delta") or {}).get("content"):
                 return True
     return False
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def _count_audit_writes() -> list[int]:
