@@ -55,15 +55,22 @@ def record_content(record: dict) -> str:
     return canonical_content(**{name: record[name] for name in CONTENT_FIELDS})
 
 
-def chained(records: list[dict], head: tuple[int, str]) -> list[dict]:
+def chained(records: list[dict], head: tuple[int, str]) -> str:
     """Rows being written (dicts of their content fields), placed after `head` (seq, hash) in
-    order: each gets its seq, its predecessor's hash and its own."""
+    order: each gets its seq, its predecessor's hash and its own. Returns them as the JSON array
+    dac_audit_append takes: each row is its canonical content, the very text its hash covers,
+    with its links added. So a row is stored as it was hashed, values JSON has no type for (a
+    datetime, a Decimal) included, and the content is serialized once."""
     seq, prev_hash = head
+    rows = []
     for record in records:
         seq += 1
         record["seq"], record["prev_hash"] = seq, prev_hash
-        record["hash"] = prev_hash = link_hash(prev_hash, record_content(record))
-    return records
+        content = record_content(record)
+        record["hash"] = link_hash(prev_hash, content)
+        rows.append(f'{content[:-1]},"prev_hash":"{prev_hash}","hash":"{record["hash"]}"}}')
+        prev_hash = record["hash"]
+    return "[" + ",".join(rows) + "]"
 
 
 def row_content(row) -> str:

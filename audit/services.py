@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from django.db import DatabaseError, connections
 from django.utils import timezone
@@ -184,9 +182,8 @@ def _append_steps(org_id: int | None, appends):
         return [[] for _ in appends]
     head = _heads.get(org_id)
     for _ in range(_MAX_ATTEMPTS):
-        written = _link(org_id, appends, head or (0, GENESIS_HASH))
+        written, payload = _link(org_id, appends, head or (0, GENESIS_HASH))
         records = [record for group in written for record in group]
-        payload = json.dumps(records, ensure_ascii=False, default=_isoformat)
         appended, head_seq, head_hash, ids = yield [org_id, head[0] if head else None, payload], written
         if appended:
             break
@@ -200,9 +197,10 @@ def _append_steps(org_id: int | None, appends):
     return written
 
 
-def _link(org_id: int | None, appends, head: tuple[int, str]) -> list[list[dict]]:
-    """The rows of each append as records (fields by name), hash-linked from `head`. Plain
-    dicts, not model instances: this runs for every audited provider call."""
+def _link(org_id: int | None, appends, head: tuple[int, str]) -> tuple[list[list[dict]], str]:
+    """The rows of each append as records (fields by name), hash-linked from `head`, and all of
+    them as dac_audit_append's JSON (`chained`). Plain dicts, not model instances: this runs for
+    every audited provider call."""
     written = [
         [
             {
@@ -214,12 +212,7 @@ def _link(org_id: int | None, appends, head: tuple[int, str]) -> list[list[dict]
         ]
         for actor, events in appends
     ]
-    chained([record for records in written for record in records], head)
-    return written
-
-
-def _isoformat(value: datetime) -> str:
-    return value.isoformat()
+    return written, chained([record for records in written for record in records], head)
 
 
 def _row(record: dict) -> AuditLog:

@@ -21,7 +21,6 @@ latency floor, and its one PostgreSQL connection takes one append at a time.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -78,13 +77,13 @@ class Floor:
         """The call's two audit rows, linked to the chain's head, durable on return."""
         async with self.lock:
             while True:
-                records = chained([
+                records = [
                     {"org_id": ORG_ID, "actor_type": "system", "actor_id": "", "actor_label": "bench/floor.py",
                      "event": event, "target": target, "details": details,
                      "request_hash": hashes[0], "response_hash": hashes[1], "created_at": datetime.now(UTC)}
                     for event, target, details, hashes in EVENTS
-                ], self.head)
-                payload = json.dumps(records, default=datetime.isoformat)
+                ]
+                payload = chained(records, self.head)
                 appended, head_seq, head_hash, _ = await (await self.database.execute(APPEND, (ORG_ID, self.head[0], payload))).fetchone()
                 self.head = (records[-1]["seq"], records[-1]["hash"]) if appended else (head_seq, head_hash)
                 if appended:

@@ -4,6 +4,9 @@ The tampering runs as the OWNER role (the runtime role cannot update or delete a
 the owner is subject to FORCE RLS too, so it turns the operator flag on first.
 """
 
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -53,6 +56,18 @@ def test_intact_chains_verify_and_report_count_and_head(chain):
     assert code == 0, out
     assert f"org-a (org {chain.id}): 6 entries, OK, head #6" in out
     assert "org-b" in out and "system chain:" in out and "All 3 chain(s) verified." in out
+
+
+def test_details_json_has_no_type_for_are_stored_as_hashed(org_a):
+    """A datetime or a Decimal in an event's details is stored as the text its hash covers, so
+    the chain still verifies (it was stored in another form once, and then read as tampered)."""
+    at = datetime(2026, 11, 26, 22, 6, 30, 276342, tzinfo=UTC)
+    with tenant_context(org_a):
+        audit_record(org_id=org_a.id, actor=Actor.system(), event="test.types", details={"at": at, "amount": Decimal("1.50"), "note": 'Zoë said "hi"\n'})
+    [(details,)] = owner_sql("SELECT details FROM audit_auditlog WHERE org_id = %s AND event = 'test.types'", [org_a.id])
+    assert json.loads(details) == {"at": "2026-11-26 22:06:30.276342+00:00", "amount": "1.50", "note": 'Zoë said "hi"\n'}
+    code, out = verify()
+    assert code == 0, out
 
 
 def test_an_edited_row_is_found(chain):
