@@ -10,6 +10,11 @@ the heap is frozen for the garbage collector (dac/gc_tuning.py).
 
 `POST /v1/chat/completions` itself, the call integrations make all day, goes around Django's
 handler machinery to the same view with the same middleware hooks (dac/gateway_fast_path.py).
+
+The ASGI lifespan is DAC's own (Django has none): on shutdown, once the server has stopped
+taking requests and the open ones are done, the answers still being produced for clients that
+went away get DAC_SHUTDOWN_GRACE_SECONDS to finish and be recorded (saved, audited, counted)
+before the server cancels what is left.
 """
 
 import asyncio
@@ -31,6 +36,7 @@ from django.urls import set_script_prefix  # noqa: E402
 
 from dac.gateway_fast_path import GatewayFastPath  # noqa: E402
 from dac.gc_tuning import prepare_for_serving  # noqa: E402
+from threads.services.send import answers_running_finish  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
 
@@ -113,7 +119,20 @@ site_application = ASGIStaticFilesHandler(django_application) if settings.DAC_SE
 prepare_for_serving()
 
 
+async def lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await answers_running_finish(timeout=settings.DAC_SHUTDOWN_GRACE_SECONDS)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def application(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await lifespan(receive, send)
     if scope["type"] == "http" and scope["path"].startswith(GATEWAY_PREFIX):
         if gateway_fast_path.handles(scope):
             return await gateway_fast_path(scope, receive, send)

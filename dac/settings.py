@@ -250,6 +250,9 @@ DAC_DEMO_STREAM_DELAY_MS = env.int("DAC_DEMO_STREAM_DELAY_MS", default=15)
 # Provider calls in flight at once per worker process; more wait for a free connection.
 DAC_PROVIDER_MAX_CONNECTIONS = env.int("DAC_PROVIDER_MAX_CONNECTIONS", default=2000)
 DAC_PROVIDER_RETRIES = env.int("DAC_PROVIDER_RETRIES", default=2)
+# On shutdown, how long a worker lets the answers it is still producing (their client gone, see
+# SendHandle.abandon) finish and be recorded before the server cancels them (dac/asgi.py).
+DAC_SHUTDOWN_GRACE_SECONDS = env.float("DAC_SHUTDOWN_GRACE_SECONDS", default=20.0)
 DAC_PROVIDER_RETRY_BACKOFF = env.float("DAC_PROVIDER_RETRY_BACKOFF", default=0.25)
 DAC_DEFAULT_MAX_TOKENS = env.int("DAC_DEFAULT_MAX_TOKENS", default=1024)
 DAC_QUOTA_PROBE_SECONDS = env.float("DAC_QUOTA_PROBE_SECONDS", default=2.0)

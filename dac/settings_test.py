@@ -18,6 +18,8 @@ os.environ.setdefault("DAC_DEMO_STREAM_DELAY_MS", "0")
 os.environ.setdefault("QDRANT_PATH", "")
 # Index in the request, not in a background thread, so tests see the result at once.
 os.environ.setdefault("DAC_MEMORY_INDEX_MODE", "inline")
+# A test server stopped with an answer still running waits for it this long, not 20 s.
+os.environ.setdefault("DAC_SHUTDOWN_GRACE_SECONDS", "5")
 
 from dac.settings import *  # noqa: E402,F403
 

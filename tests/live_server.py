@@ -16,7 +16,8 @@ class LiveServer:
         self.port = free_port()
         from dac.asgi import application
 
-        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        # lifespan "on", as in production (uvicorn's "auto" finds DAC's): stop() drains like SIGTERM.
+        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -1,10 +1,12 @@
 """docker-compose.yml (Docker does not run here): the services users deploy are wired as meant."""
 
+import re
 from pathlib import Path
 
 import yaml
 
-COMPOSE = yaml.safe_load((Path(__file__).resolve().parent.parent / "docker-compose.yml").read_text())
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
 def test_the_app_and_its_jobs_share_one_configuration_on_the_runtime_role():
@@ -19,6 +21,14 @@ def test_expired_demo_sandboxes_are_purged_hourly_once_the_app_is_up():
     assert "manage.py purge_demo" in jobs["command"][-1] and "sleep 3600" in jobs["command"][-1]
     assert jobs["depends_on"]["app"]["condition"] == "service_healthy"
     assert jobs["image"] == COMPOSE["services"]["app"]["image"]
+
+
+def test_the_app_is_given_time_to_finish_its_answers_when_stopped():
+    """Docker's stop timeout outlasts DAC's own shutdown grace (its production default; the
+    test settings shorten it)."""
+    default = re.search(r'"DAC_SHUTDOWN_GRACE_SECONDS", default=([0-9.]+)', (ROOT / "dac/settings.py").read_text())
+    grace = COMPOSE["services"]["app"]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > float(default.group(1))
 
 
 def test_the_app_may_hold_thousands_of_streams():
