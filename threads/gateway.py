@@ -268,25 +268,31 @@ async def _stream(handle: SendHandle, include_usage: bool):
 
     try:
         yield chunk({"role": "assistant", "content": ""})
-        async for event in handle.events():
-            if isinstance(event, Delta):
-                yield chunk({"content": event.text})
-            elif isinstance(event, Finished):
-                answer = event.answer
-                model = _answered_model(answer, handle)
-                extra = {"citations": answer.citations} if answer.citations else {}
-                yield chunk({}, _FINISH.get(answer.finish_reason, "stop"), **extra)
-                if include_usage:
-                    usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": _usage(answer)}
-                    yield b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n"
-            elif isinstance(event, Failed):
-                answer = event.answer
-                _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
-                error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
-                yield b"data: " + json.dumps(error).encode() + b"\n\n"
+        # What arrived together goes out in one write (a fast provider sends many pieces in one
+        # packet): one send, one system call, instead of one per piece.
+        async for batch in handle.event_batches():
+            parts = []
+            for event in batch:
+                if isinstance(event, Delta):
+                    parts.append(chunk({"content": event.text}))
+                elif isinstance(event, Finished):
+                    answer = event.answer
+                    model = _answered_model(answer, handle)
+                    extra = {"citations": answer.citations} if answer.citations else {}
+                    parts.append(chunk({}, _FINISH.get(answer.finish_reason, "stop"), **extra))
+                    if include_usage:
+                        usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": _usage(answer)}
+                        parts.append(b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n")
+                    parts.append(b"data: [DONE]\n\n")
+                elif isinstance(event, Failed):
+                    answer = event.answer
+                    _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
+                    error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
+                    parts += [b"data: " + json.dumps(error).encode() + b"\n\n", b"data: [DONE]\n\n"]
+            if parts:
+                yield b"".join(parts)
     finally:  # a cancelled sending (the client went away) ends here too
         handle.abandon()
-    yield b"data: [DONE]\n\n"
 
 
 async def models(request: HttpRequest) -> HttpResponse:

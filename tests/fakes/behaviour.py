@@ -31,6 +31,8 @@ class Behaviour:
       chunks          split the text into exactly this many pieces (default: one per word; a
                       text shorter than `chunks` characters is padded with filler words)
       chunk_gap       seconds between two text pieces of a stream
+      one_packet      send the whole stream (head, pieces, end) in one write, as a fast provider's
+                      pieces arrive together in one packet
 
     Failures
       error           a category from CATEGORIES: the provider's real response for it (status,
@@ -62,6 +64,7 @@ class Behaviour:
     done_sentinel: bool = True
     chunks: int | None = None
     chunk_gap: float = 0.0
+    one_packet: bool = False
     error: str | None = None
     status: int | None = None
     message: str | None = None

@@ -219,6 +219,12 @@ class FakeProvider:
 
     async def _stream(self, writer: asyncio.StreamWriter, plan: StreamPlan, b: Behaviour,
                       req: RecordedRequest, route: Route) -> bool:
+        if b.one_packet:
+            packet = _OnePacket(writer)
+            try:
+                return await self._stream(packet, plan, b.but(one_packet=False), req, route)
+            finally:
+                await packet.send()
         content_type = "application/json; charset=UTF-8" if plan.array else plan.content_type
         writer.write(_head(200, {"Content-Type": content_type, "Transfer-Encoding": "chunked",
                                  "Cache-Control": "no-cache"}))
@@ -293,6 +299,23 @@ async def _send(writer: asyncio.StreamWriter, reply: Reply, body: bytes | None =
     writer.write(_head(reply.status, headers) + (reply.body if body is None else body))
     await writer.drain()
     return True
+
+
+class _OnePacket:
+    """A stream writer that keeps what is written and sends it all at once (Behaviour.one_packet)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer, self.parts = writer, []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    async def drain(self) -> None:
+        pass
+
+    async def send(self) -> None:
+        self.writer.write(b"".join(self.parts))
+        await self.writer.drain()
 
 
 async def _chunk(writer: asyncio.StreamWriter, data: bytes) -> None:

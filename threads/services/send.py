@@ -213,6 +213,21 @@ class SendHandle:
                 return
             yield event
 
+    async def event_batches(self) -> AsyncIterator[list[Delta | Answered | Finished | Failed]]:
+        """`events()` in batches: each holds every event that had arrived when the reader asked
+        (one at least, the last ending the answer), so what arrived together can be sent in one
+        write. Nothing waits for more: a batch is what is already there."""
+        self.start()
+        while True:
+            batch = [await self.queue.get()]
+            while not self.queue.empty() and not isinstance(batch[-1], (Finished, Failed)):
+                batch.append(self.queue.get_nowait())
+            if isinstance(batch[-1], (Finished, Failed)):
+                self.delivered = True
+                yield batch
+                return
+            yield batch
+
     def usage_headers_now(self) -> dict:
         """X-RateLimit-* as they stand now (after the answer: with its real token count)."""
         usage = quota.quota_usage(org_id=self.caller.org_id, provider=self.reservation.provider)
