@@ -200,9 +200,11 @@ async def _api_events(handle):
         return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
     yield sse("start", {"user_message_id": handle.user_message_id, "message_id": handle.assistant_message_id, "routing": handle.plan.to_dict(chosen=handle.candidate)})
-    async for event in handle.events():
-        if isinstance(event, Delta):
-            yield sse("delta", {"text": event.text})
-        elif isinstance(event, (Finished, Failed)):
-            message = await sync_to_async(lambda: MessageOutputSerializer(handle.message_from(event.answer)).data)()
-            yield sse("done" if isinstance(event, Finished) else "failed", {"message": message})
+    async for batch in handle.event_batches():  # what arrived together, in one write
+        parts = [sse("delta", {"text": event.text}) for event in batch if isinstance(event, Delta)]
+        end = batch[-1]
+        if isinstance(end, (Finished, Failed)):
+            message = await sync_to_async(lambda: MessageOutputSerializer(handle.message_from(end.answer)).data)()
+            parts.append(sse("done" if isinstance(end, Finished) else "failed", {"message": message}))
+        if parts:
+            yield b"".join(parts)

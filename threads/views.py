@@ -151,13 +151,15 @@ async def message_send_view(request: HttpRequest, thread_id: int) -> HttpRespons
     async def events():
         user_html = await sync_to_async(_message_html)(handle)
         yield _sse("start", {"user_html": user_html, "assistant_id": handle.assistant_message_id, "decision": handle.plan.to_dict(chosen=handle.candidate)})
-        async for event in handle.events():
-            if isinstance(event, Delta):
-                yield _sse("delta", {"text": event.text})
-            elif isinstance(event, (Finished, Failed)):
-                html = await sync_to_async(_message_html)(handle, event.answer)
-                name = "done" if isinstance(event, Finished) else "failed"
-                yield _sse(name, {"html": html, "error": event.answer.error_message, "category": event.answer.error_category})
+        async for batch in handle.event_batches():  # what arrived together, in one write
+            parts = [_sse("delta", {"text": event.text}) for event in batch if isinstance(event, Delta)]
+            end = batch[-1]
+            if isinstance(end, (Finished, Failed)):
+                html = await sync_to_async(_message_html)(handle, end.answer)
+                name = "done" if isinstance(end, Finished) else "failed"
+                parts.append(_sse(name, {"html": html, "error": end.answer.error_message, "category": end.answer.error_category}))
+            if parts:
+                yield b"".join(parts)
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
