@@ -38,7 +38,7 @@ browser-deps:
 	bash scripts/install_browser_deps.sh
 
 # Gateway benchmark (docs/performance.md): DAC vs the fake upstream alone vs LiteLLM's proxy, then
-# 1,000 concurrent streams on one process; prints the table (~8 min here). `make bench ARGS=--quick`
+# 1,000 concurrent streams on one process; prints the table (~11 min here). `make bench ARGS=--quick`
 # for a ~2 min subset; ARGS=--profile (py-spy) or ARGS=--queries (work per request) for the why.
 bench: db
 	$(PY) bench/run.py $(ARGS)

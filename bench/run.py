@@ -1,6 +1,6 @@
 """The gateway benchmark (issue 10): DAC against the upstream alone and against LiteLLM's proxy.
 
-    make bench                              # the full run (~8 min on 2 cores; longer if the DB struggles), prints the table
+    make bench                              # the full run (~11 min on 2 cores; longer if the DB struggles), prints the table
     make bench ARGS=--quick                 # a ~2 min subset (1 repetition, concurrency 1 and 64, one soak round)
     .venv/bin/python bench/run.py --soak-only      # only 1,000 concurrent streams on one process
     .venv/bin/python bench/run.py --profile        # py-spy profile of DAC's hot path under load
@@ -395,7 +395,7 @@ class Bench:
                         continue
                     if rep == 0:  # a short warm-up per point: connections open, caches filled
                         self.measure(target, point, 0.3, point.concurrency * 3, record=False)
-                    run = self.measure(target, point, args.seconds, args.max_requests)
+                    run = self.measure(target, point, _run_seconds(args, point), args.max_requests)
                     done += 1
                     errs = f" errors={run['errors']}" if run["errors"] else ""
                     log(f"{done}/{total} {point.key} {target:<8} rep{rep + 1}: {run['rps']:8.1f} req/s p50 {run['p50_ms']:7.2f} ms"
@@ -477,6 +477,14 @@ class Bench:
                 "db_pool_max": int(dac_env().get("DB_POOL_MAX_SIZE") or 20)}
 
 
+def _run_seconds(args, point: Point) -> float:
+    """`--seconds`, or longer where the upstream's delay leaves a run of that length too few calls
+    for a steady p50 (`--min-calls`): at concurrency 1 and 100 ms, 2.5 s is ~24 calls, and the p50
+    of so few moved by 0.2-0.3 ms from run to run."""
+    per_call = point.delay_ms / 1000 + 0.005
+    return max(args.seconds, args.min_calls * per_call / point.concurrency)
+
+
 def _runs_at(target: str, point: Point) -> bool:
     return target != "floor" or point.concurrency == 1  # see bench/floor.py
 
@@ -498,7 +506,8 @@ def fmt(value: float, digits: int = 1, signed: bool = False) -> str:
 def report(bench: Bench, points: list[Point], targets: list[str], soak: dict | None, memory: dict, meta: dict) -> str:
     lines = [
         f"Machine: {meta['machine']}. {meta['database']}. Workers per server: {meta['workers']}. Pinning: {meta['pinning']}.",
-        f"Command: `{meta['command']}` ({meta['reps']} repetition(s) of {meta['seconds']} s per point, median shown;"
+        f"Command: `{meta['command']}` ({meta['reps']} repetition(s) of {meta['seconds']} s per point, longer where that"
+        f" leaves fewer than {meta['min_calls']} calls, median shown;"
         f" {meta['elapsed_s']:.0f} s in all, {meta['date']}).",
         "",
         "Latency in ms (request written → body ended); TTFT: time to the first streamed content byte;"
@@ -616,6 +625,8 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None, help="per run")
     parser.add_argument("--max-requests", type=int, default=20_000, help="per run")
+    parser.add_argument("--min-calls", type=int, default=None,
+                        help="a run lasts long enough for this many calls at least (default 60, --quick 20)")
     parser.add_argument("--concurrency", default=None, help="comma-separated (default 1,16,64)")
     parser.add_argument("--saturation", type=int, default=256, help="also this concurrency at 100 ms (0: not)")
     parser.add_argument("--delays", default="0,100", help="upstream delay before the first byte, ms, comma-separated")
@@ -640,7 +651,9 @@ def main() -> int:
         args.seconds = args.seconds or 1.5
         args.concurrency = args.concurrency or "1,64"
         args.soak_rounds = args.soak_rounds or 1
+        args.min_calls = 20 if args.min_calls is None else args.min_calls
     args.reps = args.reps or 3
+    args.min_calls = 60 if args.min_calls is None else args.min_calls
     args.seconds = args.seconds or 2.5
     args.concurrency = args.concurrency or "1,16,64"
     args.soak_rounds = args.soak_rounds or 2
@@ -711,7 +724,7 @@ def main() -> int:
             "database": database,
             "pinning": f"servers on CPU {sorted(bench.server_cpus)}, harness on CPU {sorted(bench.harness_cpus)}" if bench.pin else "none",
             "command": " ".join([".venv/bin/python bench/run.py", *sys.argv[1:]]),
-            "reps": args.reps, "seconds": args.seconds, "elapsed_s": time.time() - started, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "reps": args.reps, "seconds": args.seconds, "min_calls": args.min_calls, "elapsed_s": time.time() - started, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         points = [] if args.soak_only else points
         text = report(bench, points, targets, soak, memory, meta)
