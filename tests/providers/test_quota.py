@@ -344,6 +344,28 @@ def test_on_the_event_loop_an_unreachable_redis_switches_the_worker_to_postgres(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_on_the_event_loop_a_hung_redis_switches_the_worker_to_postgres_within_the_timeout(own_service, own_redis, org_a, pool_calls):
+    """Redis stops answering (paused) with a connection open: the script gives up after the
+    loop client's socket timeout (0.5 s), as a redis-py error, and the call is counted in
+    PostgreSQL."""
+    async def calls():
+        await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=10)
+        own_redis.pause()
+        try:
+            started = time.monotonic()
+            during = await quota.quota_reserve_async(org_id=org_a.id, provider="openai", estimated_tokens=10)
+            return during, time.monotonic() - started
+        finally:
+            own_redis.resume()
+
+    during, waited = asyncio.run(calls())
+    assert during.store == "postgres" and own_service.state()["degraded"]
+    assert own_service.state()["last_error"].startswith("TimeoutError: ")
+    assert 0.4 < waited < 1.5
+    assert pool_calls[0] == "_after_redis_failed"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_on_the_event_loop_a_redis_restarted_while_idle_is_used_again_at_once(own_service, own_redis, org_a, pool_calls):
     """The loop's idle connection died with the restart: the next script goes out on a new one,
     the worker stays on Redis, and Redis gets back the count it lost (restarted empty)."""
