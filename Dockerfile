@@ -25,5 +25,7 @@ USER dac
 EXPOSE 8000
 
 # Roles and database (idempotent), migrations as the owner role, the RLS check as the runtime
-# role, then the server; `exec` replaces the shell so uvicorn is PID 1 and gets SIGTERM.
-CMD ["sh", "-c", "python scripts/db_bootstrap.py && python manage.py migrate && python manage.py check_rls && exec uvicorn dac.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY:-2}"]
+# role, then the server; `exec` replaces the shell so uvicorn is PID 1 and gets SIGTERM. On
+# SIGTERM the open requests get 10 s, then the answers still running DAC_SHUTDOWN_GRACE_SECONDS
+# (docs/deploy.md, "Workers and scaling"; docker-compose.yml's stop_grace_period covers both).
+CMD ["sh", "-c", "python scripts/db_bootstrap.py && python manage.py migrate && python manage.py check_rls && exec uvicorn dac.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY:-2} --timeout-graceful-shutdown 10"]

@@ -26,7 +26,8 @@ run: db
 	@set -a; source var/db.env; set +a; export DEBUG=$${DEBUG:-1}; \
 	  $(PY) manage.py seed_demo && \
 	  echo "DAC on http://$(HOST):$(PORT)/" && \
-	  exec $(PY) -m uvicorn dac.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log
+	  exec $(PY) -m uvicorn dac.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log \
+	    --timeout-graceful-shutdown 10
 
 test: install browser-deps
 	@bash scripts/services_up.sh

@@ -125,8 +125,12 @@ async def lifespan(receive, send) -> None:
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await answers_running_finish(timeout=settings.DAC_SHUTDOWN_GRACE_SECONDS)
-            await send({"type": "lifespan.shutdown.complete"})
+            try:
+                await answers_running_finish(timeout=settings.DAC_SHUTDOWN_GRACE_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - the server logs it and exits all the same
+                await send({"type": "lifespan.shutdown.failed", "message": f"waiting for the running answers failed: {exc!r}"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
             return
 
 
