@@ -204,6 +204,9 @@ async def _api_events(handle):
         parts = [sse("delta", {"text": event.text}) for event in batch if isinstance(event, Delta)]
         end = batch[-1]
         if isinstance(end, (Finished, Failed)):
+            if parts:  # the text goes out before the final message is read back
+                yield b"".join(parts)
+                parts = []
             message = await sync_to_async(lambda: MessageOutputSerializer(handle.message_from(end.answer)).data)()
             parts.append(sse("done" if isinstance(end, Finished) else "failed", {"message": message}))
         if parts:

@@ -155,6 +155,9 @@ async def message_send_view(request: HttpRequest, thread_id: int) -> HttpRespons
             parts = [_sse("delta", {"text": event.text}) for event in batch if isinstance(event, Delta)]
             end = batch[-1]
             if isinstance(end, (Finished, Failed)):
+                if parts:  # the text goes out before the final message is rendered
+                    yield b"".join(parts)
+                    parts = []
                 html = await sync_to_async(_message_html)(handle, end.answer)
                 name = "done" if isinstance(end, Finished) else "failed"
                 parts.append(_sse(name, {"html": html, "error": end.answer.error_message, "category": end.answer.error_category}))

@@ -104,27 +104,42 @@ def test_a_warm_gateway_call_makes_no_thread_hop_and_is_audited(fakes, token_a, 
         assert [row.details["output_tokens"] for row in calls] == [2, 2]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_stream_pieces_that_arrive_together_go_out_in_one_write_the_first_alone(fakes, token_a):
-    """A provider whose 12 pieces arrive in one packet: the first piece is sent on its own (the
-    client's first token does not wait for the rest), the others together, not one write each
-    (15 writes before: the role, 12 pieces, the end, [DONE]; now the role, the first piece, the
-    others, the end once the call is recorded)."""
+def _stream_in_one_packet(fakes, token_a, pieces: int) -> tuple[bytes, list[int]]:
+    """A gateway stream whose provider sends `pieces` pieces in one packet: the body, and how many
+    SSE events each write carried."""
     from dac.asgi import gateway_fast_path
     from tests.fakes import Behaviour
 
-    fakes["openai"].behaviour = Behaviour(text=" ".join(f"w{i}" for i in range(12)), chunks=12, one_packet=True)
+    fakes["openai"].behaviour = Behaviour(text=" ".join(f"w{i}" for i in range(pieces)), chunks=pieces, one_packet=True)
     headers = [(b"authorization", f"Bearer {token_a}".encode()), (b"content-type", b"application/json")]
     body = b'{"model": "openai/gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
     sent = []
     status, _, content = _call("/v1/chat/completions", method="POST", headers=headers, body=body, app=gateway_fast_path, sent=sent)
     assert status == 200, content
     writes = [m["body"] for m in sent if m["type"] == "http.response.body" and m.get("body")]
+    return content, [write.count(b"data: ") for write in writes]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stream_pieces_that_arrive_together_go_out_in_one_write_the_first_alone(fakes, token_a):
+    """A provider whose 12 pieces arrive in one packet: the first piece is sent on its own (the
+    client's first token does not wait for the rest), the others together, not one write each
+    (15 writes before: the role, 12 pieces, the end, [DONE]; now the role, the first piece, the
+    others, the end once the call is recorded)."""
+    content, events_per_write = _stream_in_one_packet(fakes, token_a, 12)
     events = [json.loads(line[6:]) for line in content.decode().splitlines() if line.startswith("data: {")]
     pieces = [e["choices"][0]["delta"].get("content") for e in events if e["choices"] and e["choices"][0]["delta"].get("content")]
     assert "".join(pieces) == " ".join(f"w{i}" for i in range(12)) and content.endswith(b"data: [DONE]\n\n")
-    assert [write.count(b"data: ") for write in writes[:2]] == [1, 1] and b'"content":"w0' in writes[1]
-    assert [write.count(b"data: ") for write in writes] == [1, 1, 11, 2]
+    assert events_per_write == [1, 1, 11, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_carries_at_most_event_batch_max_pieces(fakes, token_a):
+    """300 pieces in one packet go out as the first alone, then 256 and 43, then the end."""
+    from threads.services.send import EVENT_BATCH_MAX
+
+    _, events_per_write = _stream_in_one_packet(fakes, token_a, 300)
+    assert events_per_write == [1, 1, EVENT_BATCH_MAX, 299 - EVENT_BATCH_MAX, 2]
 
 
 @pytest.mark.django_db(transaction=True)

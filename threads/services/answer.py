@@ -149,22 +149,31 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
             if options.stream:
                 result = None
                 stream = adapter.stream(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
-                async with contextlib.aclosing(stream):
-                    async for event in stream:
-                        if await _stop_requested(handle):
-                            answer.stopped = True
-                            break
-                        if event.delta:
-                            produced = True
-                            answer.text += event.delta
-                            handle.queue.put_nowait(Delta(event.delta))
-                            if first_token_at is None:
-                                first_token_at = time.perf_counter()
-                                # The reader sends the first token now, not after the rest of
-                                # what arrived with it has been parsed.
-                                await asyncio.sleep(0)
-                        if event.result is not None:
-                            result = event.result
+                # abandon() cancels the reading, so a provider that stalls is not waited for.
+                handle.provider_waiter = asyncio.current_task()
+                try:
+                    async with contextlib.aclosing(stream):
+                        async for event in stream:
+                            if await _stop_requested(handle):
+                                answer.stopped = True
+                                break
+                            if event.delta:
+                                produced = True
+                                answer.text += event.delta
+                                handle.queue.put_nowait(Delta(event.delta))
+                                if first_token_at is None:
+                                    first_token_at = time.perf_counter()
+                                    # The reader sends the first token now, not after the rest of
+                                    # what arrived with it has been parsed.
+                                    await asyncio.sleep(0)
+                            if event.result is not None:
+                                result = event.result
+                except asyncio.CancelledError:
+                    if not handle.abandoned or asyncio.current_task().uncancel() > 0:
+                        raise  # cancelled for another reason
+                    answer.stopped = True
+                finally:
+                    handle.provider_waiter = None
                 if answer.stopped:
                     _stopped(answer, candidate, call_started, first_token_at)
                     _note_call(handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)

@@ -56,6 +56,9 @@ ROLES = frozenset({"system", "user", "assistant"})
 
 # Answer tasks run detached from the request; keep a reference so they are not collected.
 _RUNNING: set[asyncio.Task] = set()
+# Most events in one of `SendHandle.event_batches()` (a reader far behind a long answer gets it
+# in parts of this size, not all in one piece).
+EVENT_BATCH_MAX = 256
 
 
 async def answers_running_finish(timeout: float) -> int:
@@ -164,7 +167,7 @@ class SendHandle:
     stop_checked_at: float = 0.0
     abandoned: bool = False  # the reader went away and nothing keeps the answer (see abandon)
     delivered: bool = False  # the reader has taken the final event (Finished or Failed)
-    provider_waiter: asyncio.Task | None = None  # the task awaiting a plain provider request
+    provider_waiter: asyncio.Task | None = None  # the task awaiting the provider (abandon cancels it)
     calls: list = field(default_factory=list)  # answer.CallRecord of each provider call so far
     measurements: list = field(default_factory=list)  # metrics of the calls not yet recorded
     request_hashes: dict = field(default_factory=dict)  # (provider, model) → sha256 of the request
@@ -216,11 +219,11 @@ class SendHandle:
     async def event_batches(self) -> AsyncIterator[list[Delta | Answered | Finished | Failed]]:
         """`events()` in batches: each holds every event that had arrived when the reader asked
         (one at least, the last ending the answer), so what arrived together can be sent in one
-        write. Nothing waits for more: a batch is what is already there."""
+        write. Nothing waits for more: a batch is what is already there, EVENT_BATCH_MAX at most."""
         self.start()
         while True:
             batch = [await self.queue.get()]
-            while not self.queue.empty() and not isinstance(batch[-1], (Finished, Failed)):
+            while not self.queue.empty() and len(batch) < EVENT_BATCH_MAX and not isinstance(batch[-1], (Finished, Failed)):
                 batch.append(self.queue.get_nowait())
             if isinstance(batch[-1], (Finished, Failed)):
                 self.delivered = True
