@@ -74,6 +74,19 @@ def test_with_thread_header_the_exchange_is_saved(sdk, fakes, org_a):
         assert list(Message.objects.filter(thread=thread).values_list("role", flat=True)) == ["user", "assistant"]
 
 
+def test_a_message_with_a_null_character_for_a_thread_is_a_400_and_nothing_is_saved(sdk, fakes, org_a):
+    """PostgreSQL's text cannot hold U+0000: it was a 500 (DataError at the save)."""
+    with tenant_context(org_a):
+        thread = Thread.objects.create(org=org_a)
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hello \x00 world"}],
+                                    extra_headers={"X-DAC-Thread-Id": str(thread.pk)})
+    assert refused.value.status_code == 400 and "null character" in refused.value.message
+    with tenant_context(org_a):
+        assert not Message.objects.filter(thread=thread).exists()
+    assert not fakes["openai"].requests and not fakes["openrouter"].requests
+
+
 def test_models_lists_configured_providers_and_auto(sdk, fakes):
     ids = [model.id for model in sdk.models.list()]
     assert ids[0] == "auto"

@@ -276,6 +276,8 @@ def validate_content(content) -> str:
         raise ValidationFailed("The message must be text.", detail={"content": "not_text"})
     if not content.strip():
         raise ValidationFailed("The message is empty: write something first.", detail={"content": "empty"})
+    if "\x00" in content:  # PostgreSQL's text cannot hold it: refused here, not failed at the save
+        raise ValidationFailed("The message contains a null character (\\u0000); remove it.", detail={"content": "null_character"})
     limit = settings.DAC_MAX_MESSAGE_CHARS
     if len(content) > limit:
         raise ValidationFailed(
