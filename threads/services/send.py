@@ -195,10 +195,10 @@ class SendHandle:
 
     def abandon(self) -> None:
         """The reader went away. An answer kept in a thread still completes, to be read there;
-        any other stops (a plain provider request is cancelled, a stream stops at its next
-        event), is recorded with what arrived, and is neither retried nor moved to another
-        provider: going on would only spend the org's tokens. Once the reader has the answer's
-        end, leaving is not abandoning: nothing happens."""
+        any other stops (the provider request, or the reading of its stream, is cancelled even
+        while the provider stalls), is recorded with what arrived, and is neither retried nor
+        moved to another provider: going on would only spend the org's tokens. Once the reader
+        has the answer's end, leaving is not abandoning: nothing happens."""
         if self.thread_id is None and not self.delivered:
             self.abandoned = True
             if self.provider_waiter is not None:
