@@ -15,7 +15,7 @@ from tenants.models import User
 from tenants.permissions import IsOrgMember
 from threads import selectors
 from threads.services import Caller, SendOptions, message_send, thread_create, thread_update
-from threads.services.send import Delta, Failed, Finished
+from threads.services.handle import Delta, Failed, Finished
 from threads.services.threads import stale_answers_sweep
 
 MAX_PAGE = 200

@@ -26,7 +26,7 @@ from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
 from threads.models import Status
 from threads.services import Caller, SendOptions, message_send
-from threads.services.send import Answer, Delta, Failed, Finished, SendHandle
+from threads.services.handle import Answer, Delta, Failed, Finished, SendHandle
 
 MAX_BODY_BYTES = 2_000_000
 MAX_OUTPUT_TOKENS = 128_000

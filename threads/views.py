@@ -20,7 +20,7 @@ from threads.models import Message
 from threads.services import Caller, SendOptions, message_send, thread_create, thread_update
 from threads.services.threads import stale_answers_sweep
 from threads.services.answer import message_stop
-from threads.services.send import Delta, Failed, Finished
+from threads.services.handle import Delta, Failed, Finished
 
 PAGE_SIZE = 50
 

@@ -136,7 +136,7 @@ def test_stream_pieces_that_arrive_together_go_out_in_one_write_the_first_alone(
 @pytest.mark.django_db(transaction=True)
 def test_a_write_carries_at_most_event_batch_max_pieces(fakes, token_a):
     """300 pieces in one packet go out as the first alone, then 256 and 43, then the end."""
-    from threads.services.send import EVENT_BATCH_MAX
+    from threads.services.handle import EVENT_BATCH_MAX
 
     _, events_per_write = _stream_in_one_packet(fakes, token_a, 300)
     assert events_per_write == [1, 1, EVENT_BATCH_MAX, 299 - EVENT_BATCH_MAX, 2]
@@ -213,7 +213,7 @@ def test_an_answer_that_cannot_be_recorded_is_withheld_though_its_response_was_r
     from dac.db.loop_connection import LoopConnection
     from tenants.context import tenant_context
     from tests.fakes import Behaviour
-    from threads.services import answer, send
+    from threads.services import answer, handle
 
     fakes["openai"].behaviour = Behaviour(text="never seen", input_tokens=3, output_tokens=2)
     failed = []
@@ -233,7 +233,7 @@ def test_an_answer_that_cannot_be_recorded_is_withheld_though_its_response_was_r
 
     async def scenario():
         reply = await _acall("/v1/chat/completions", method="POST", headers=headers, body=body, app=gateway_fast_path)
-        await asyncio.gather(*send._RUNNING)  # the failure recorded once the database is back
+        await asyncio.gather(*handle._RUNNING)  # the failure recorded once the database is back
         return reply
 
     status, _, content = asyncio.run(scenario())

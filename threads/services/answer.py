@@ -36,7 +36,8 @@ from routing.services import Candidate
 from tenants.context import tenant_context
 from threads import memory
 from threads.models import Message, Status, Thread
-from threads.services.send import Answer, Answered, Delta, Failed, Finished, SendHandle, _reserve_from
+from threads.services.handle import Answer, Answered, Delta, Failed, Finished, SendHandle
+from threads.services.send import _reserve_from
 
 logger = logging.getLogger(__name__)
 

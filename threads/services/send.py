@@ -1,6 +1,7 @@
 """`message_send`: the one way a message reaches a provider (DESIGN.md, "The send pipeline").
 
-This module is phase one and the types; threads/services/answer.py is phase two.
+This module is phase one; threads/services/answer.py is phase two; threads/services/handle.py
+holds what the caller gets (`SendHandle`) and the events it reads.
 
 The chat page, the threads API and the OpenAI-compatible gateway all call it. It runs in two
 phases so that errors the caller must see as a status code (404, 400, 429) are raised before
@@ -20,30 +21,26 @@ runs through `db_step`, which returns the pooled connection as soon as the step 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from audit.services import Actor
 from dac.db.steps import db_step
 from dac.errors import Conflict, ProviderFailed, ValidationFailed
 from dac.org_cache import PerOrgCache
 from providers.services import quota
 from providers.services.keys import active_keys, active_keys_cached
-from routing.services import Candidate, RoutePlan, org_routing, org_routing_cached, plan_route
+from routing.services import RoutePlan, org_routing, org_routing_cached, plan_route
 from tenants.context import tenant_context
 from tenants.models import Organization
 from tenants.services import user_may_use_provider
 from threads import memory
 from threads.models import Message, Status, Thread
 from threads.selectors import context_messages, thread_get
+from threads.services.handle import Caller, SendHandle, SendOptions
 from threads.services.threads import title_from
 
 logger = logging.getLogger(__name__)
@@ -53,223 +50,6 @@ SYSTEM_PROMPT = (
     "language of the question. Use Markdown where it helps."
 )
 ROLES = frozenset({"system", "user", "assistant"})
-
-# Answer tasks run detached from the request; keep a reference so they are not collected.
-_RUNNING: set[asyncio.Task] = set()
-# Most events in one of `SendHandle.event_batches()` (a reader far behind a long answer gets it
-# in parts of this size, not all in one piece).
-EVENT_BATCH_MAX = 256
-
-
-async def answers_running_finish(timeout: float) -> int:
-    """Wait, at most `timeout` seconds, for the answers this event loop is still producing (on
-    shutdown: an answer whose client went away is still saved and audited). Returns how many
-    are still running after that."""
-    loop = asyncio.get_running_loop()
-    running = [task for task in _RUNNING if task.get_loop() is loop and not task.done()]
-    if not running:
-        return 0
-    logger.info("waiting up to %s s for %d answer(s) still running", timeout, len(running))
-    _, pending = await asyncio.wait(running, timeout=timeout)
-    if pending:
-        logger.warning("%d answer(s) still running after %s s are left to be cancelled", len(pending), timeout)
-    return len(pending)
-
-
-@dataclass(frozen=True)
-class Caller:
-    org_id: int
-    user: object | None = None  # tenants.User for people, None for API tokens
-    token: object | None = None
-
-    @property
-    def user_id(self) -> int | None:
-        return getattr(self.user, "pk", None)
-
-    @property
-    def actor(self) -> Actor:
-        if self.token is not None:
-            return Actor.token(self.token)
-        if self.user is not None:
-            return Actor.user(self.user)
-        return Actor.system()
-
-
-@dataclass(frozen=True)
-class SendOptions:
-    provider: str | None = None
-    model: str | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    stream: bool = True
-
-
-@dataclass
-class Answer:
-    text: str = ""
-    provider: str = ""
-    model: str = ""
-    status: str = Status.STREAMING
-    latency_ms: int | None = None
-    first_token_ms: int | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    citations: list[str] = field(default_factory=list)
-    finish_reason: str = ""
-    error_category: str = ""
-    error_message: str = ""
-    routing: dict = field(default_factory=dict)
-    message_id: int | None = None
-    stopped: bool = False
-
-
-@dataclass(frozen=True)
-class Delta:
-    text: str
-
-
-@dataclass(frozen=True)
-class Answered:
-    """A plain call's answer (the same object Finished or Failed will carry) while it is being
-    recorded: lets the caller build its response meanwhile. Only Finished confirms it; if the
-    answer cannot be recorded, Failed follows with the answer marked failed."""
-
-    answer: Answer
-
-
-@dataclass(frozen=True)
-class Finished:
-    answer: Answer
-
-
-@dataclass(frozen=True)
-class Failed:
-    answer: Answer
-
-
-@dataclass
-class SendHandle:
-    """What the caller holds while the answer is produced."""
-
-    caller: Caller
-    options: SendOptions
-    plan: RoutePlan
-    keys: dict
-    candidate_index: int
-    reservation: quota.Reservation
-    messages: list[dict]
-    thread_id: int | None
-    user_message_id: int | None
-    assistant_message_id: int | None
-    started: float
-    prepare_ms: float
-    usage_headers: dict
-    stop_checked_at: float = 0.0
-    abandoned: bool = False  # the reader went away and nothing keeps the answer (see abandon)
-    delivered: bool = False  # the reader has taken the final event (Finished or Failed)
-    provider_waiter: asyncio.Task | None = None  # the task awaiting the provider (abandon cancels it)
-    calls: list = field(default_factory=list)  # answer.CallRecord of each provider call so far
-    measurements: list = field(default_factory=list)  # metrics of the calls not yet recorded
-    request_hashes: dict = field(default_factory=dict)  # (provider, model) → sha256 of the request
-    audited: bool = False  # the calls and the routing decision are in the audit log
-    queue: asyncio.Queue | None = None
-    task: asyncio.Task | None = None
-
-    @property
-    def candidate(self) -> Candidate:
-        return self.plan.candidates[self.candidate_index]
-
-    def start(self) -> None:
-        """Start answering on the running event loop (the one that will read the events).
-
-        Detached from the reader: if the client goes away, the answer still completes and is
-        saved. Started lazily so a sync caller can prepare in one loop and stream in another.
-        """
-        if self.task is None:
-            from threads.services.answer import answer_task
-
-            self.queue = asyncio.Queue()
-            self.task = asyncio.get_running_loop().create_task(answer_task(self))
-            _RUNNING.add(self.task)
-            self.task.add_done_callback(_RUNNING.discard)
-
-    def abandon(self) -> None:
-        """The reader went away. An answer kept in a thread still completes, to be read there;
-        any other stops (the provider request, or the reading of its stream, is cancelled even
-        while the provider stalls), is recorded with what arrived, and is neither retried nor
-        moved to another provider: going on would only spend the org's tokens. Once the reader
-        has the answer's end, leaving is not abandoning: nothing happens."""
-        if self.thread_id is None and not self.delivered:
-            self.abandoned = True
-            if self.provider_waiter is not None:
-                self.provider_waiter.cancel()
-
-    async def events(self) -> AsyncIterator[Delta | Answered | Finished | Failed]:
-        """Deltas as they arrive (streams), Answered (plain calls that got an answer), then one
-        Finished or Failed."""
-        self.start()
-        while True:
-            event = await self.queue.get()
-            if isinstance(event, (Finished, Failed)):
-                self.delivered = True
-                yield event
-                return
-            yield event
-
-    async def event_batches(self) -> AsyncIterator[list[Delta | Answered | Finished | Failed]]:
-        """`events()` in batches: each holds every event that had arrived when the reader asked
-        (one at least, the last ending the answer), so what arrived together can be sent in one
-        write. Nothing waits for more: a batch is what is already there, EVENT_BATCH_MAX at most."""
-        self.start()
-        while True:
-            batch = [await self.queue.get()]
-            while not self.queue.empty() and len(batch) < EVENT_BATCH_MAX and not isinstance(batch[-1], (Finished, Failed)):
-                batch.append(self.queue.get_nowait())
-            if isinstance(batch[-1], (Finished, Failed)):
-                self.delivered = True
-                yield batch
-                return
-            yield batch
-
-    def usage_headers_now(self) -> dict:
-        """X-RateLimit-* as they stand now (after the answer: with its real token count)."""
-        usage = quota.quota_usage(org_id=self.caller.org_id, provider=self.reservation.provider)
-        return quota.rate_limit_headers(usage)
-
-    def response_headers(self, usage_headers: dict | None = None) -> dict:
-        """What every provider-calling response says: quota state, DAC's overhead, the route."""
-        return {
-            **(usage_headers or self.usage_headers),
-            "X-DAC-Overhead-Ms": f"{self.prepare_ms:.2f}",
-            "X-DAC-Provider": self.candidate.provider,
-            "X-DAC-Rule": self.plan.rule,
-        }
-
-    def message_from(self, answer: Answer) -> Message:
-        """The saved answer, or (when the database cannot be read) the same built from memory."""
-        try:
-            return Message.objects.get(pk=self.assistant_message_id)
-        except DatabaseError:
-            return Message(
-                id=self.assistant_message_id, org_id=self.caller.org_id, thread_id=self.thread_id, role="assistant",
-                content=answer.text, status=answer.status, provider=answer.provider, model=answer.model,
-                latency_ms=answer.latency_ms, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
-                citations=answer.citations, routing=answer.routing, error_category=answer.error_category,
-                error_message=answer.error_message, created_at=timezone.now(),
-            )
-
-    async def wait(self, on_answered: Callable[[Answer], None] | None = None) -> Answer:
-        """The whole answer (starts it if needed); `on_answered` is called with it as soon as it
-        is known (Answered), while it is recorded. The events are closed here, not left to the
-        event loop's finalizer (a thread-safe wake-up and a task on every call)."""
-        async with contextlib.aclosing(self.events()) as events:
-            async for event in events:
-                if isinstance(event, Answered) and on_answered is not None:
-                    on_answered(event.answer)
-                elif isinstance(event, (Finished, Failed)):
-                    return event.answer
-        raise RuntimeError("answer stream ended without a result")  # pragma: no cover
-
 
 def validate_content(content) -> str:
     if not isinstance(content, str):
