@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
 
 GENESIS_HASH = "0" * 64
@@ -60,17 +61,45 @@ def chained(records: list[dict], head: tuple[int, str]) -> str:
     order: each gets its seq, its predecessor's hash and its own. Returns them as the JSON array
     dac_audit_append takes: each row is its canonical content, the very text its hash covers,
     with its links added. So a row is stored as it was hashed, values JSON has no type for (a
-    datetime, a Decimal) included, and the content is serialized once."""
+    datetime, a Decimal) included, and the content is serialized once. Text PostgreSQL cannot
+    store (U+0000, a lone surrogate) is replaced by U+FFFD before the row is hashed."""
     seq, prev_hash = head
     rows = []
     for record in records:
         seq += 1
         record["seq"], record["prev_hash"] = seq, prev_hash
         content = record_content(record)
+        if "\\u0000" in content or _SURROGATE.search(content):
+            _make_storable(record)
+            content = record_content(record)
         record["hash"] = link_hash(prev_hash, content)
         rows.append(f'{content[:-1]},"prev_hash":"{prev_hash}","hash":"{record["hash"]}"}}')
         prev_hash = record["hash"]
     return "[" + ",".join(rows) + "]"
+
+
+# What PostgreSQL's jsonb cannot hold (U+0000) or UTF-8 cannot encode (a lone surrogate, which
+# JSON's \ud800 escapes can produce). Such text reaches audit details from a user's message (a
+# routing reason quotes it) or a provider's answer (the model it names).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _make_storable(record: dict) -> None:
+    """Replace what cannot be stored in the record's text by U+FFFD, before it is hashed: the
+    row is then stored as hashed, instead of failing its append (and the answer with it)."""
+    for name in CONTENT_FIELDS:
+        record[name] = _storable(record[name])
+
+
+def _storable(value):
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(item) for item in value]
+    return value
 
 
 def row_content(row) -> str:

@@ -70,6 +70,19 @@ def test_details_json_has_no_type_for_are_stored_as_hashed(org_a):
     assert code == 0, out
 
 
+def test_text_postgresql_cannot_store_is_replaced_before_hashing_and_verifies(org_a):
+    """U+0000 and a lone surrogate (a user's message quoted in a routing reason, a model name a
+    provider sent) became U+FFFD: the append used to fail, and the answer with it."""
+    with tenant_context(org_a):
+        row = audit_record(org_id=org_a.id, actor=Actor.system(), event="test.text", target="model:x\x00y",
+                           details={"reason": "hi \x00 there", "model": "m\ud800", "keep": ["\x00", 1]})
+    assert row.details == {"reason": "hi \ufffd there", "model": "m\ufffd", "keep": ["\ufffd", 1]}
+    [(target, details)] = owner_sql("SELECT target, details FROM audit_auditlog WHERE org_id = %s AND event = 'test.text'", [org_a.id])
+    assert target == "model:x\ufffdy" and json.loads(details) == row.details
+    code, out = verify()
+    assert code == 0, out
+
+
 def test_an_edited_row_is_found(chain):
     owner_sql("UPDATE audit_auditlog SET details = '{\"i\": 99}' WHERE org_id = %s AND seq = 3", [chain.id])
     code, out = verify()

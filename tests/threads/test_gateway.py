@@ -87,6 +87,18 @@ def test_a_message_with_a_null_character_for_a_thread_is_a_400_and_nothing_is_sa
     assert not fakes["openai"].requests and not fakes["openrouter"].requests
 
 
+def test_a_message_with_a_null_character_without_a_thread_is_answered_and_audited(sdk, fakes, org_a):
+    """Nothing is stored but the audit record, whose routing reason quotes the message: U+0000
+    there is stored as U+FFFD (it made the append fail: '503 unrecorded' after the provider had
+    answered)."""
+    fakes["openrouter"].behaviour = Behaviour(text="fine")
+    completion = sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hello \x00 there"}])
+    assert completion.choices[0].message.content == "fine"
+    with tenant_context(org_a):
+        decision = AuditLog.objects.get(event="routing.decision")
+    assert "\ufffd" in decision.details["reason"] and "\x00" not in decision.details["reason"]
+
+
 def test_models_lists_configured_providers_and_auto(sdk, fakes):
     ids = [model.id for model in sdk.models.list()]
     assert ids[0] == "auto"
