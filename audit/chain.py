@@ -7,6 +7,8 @@ import json
 import re
 from datetime import datetime
 
+from dac.storable_text import storable
+
 GENESIS_HASH = "0" * 64
 
 
@@ -78,10 +80,8 @@ def chained(records: list[dict], head: tuple[int, str]) -> str:
     return "[" + ",".join(rows) + "]"
 
 
-# What PostgreSQL's jsonb cannot hold (U+0000) or UTF-8 cannot encode (a lone surrogate, which
-# JSON's \ud800 escapes can produce). Such text reaches audit details from a user's message (a
-# routing reason quotes it) or a provider's answer (the model it names).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Text jsonb cannot hold or UTF-8 cannot encode (dac/storable_text.py) reaches audit details from
+# a user's message (a routing reason quotes it) or a provider's answer (the model it names).
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -89,17 +89,7 @@ def _make_storable(record: dict) -> None:
     """Replace what cannot be stored in the record's text by U+FFFD, before it is hashed: the
     row is then stored as hashed, instead of failing its append (and the answer with it)."""
     for name in CONTENT_FIELDS:
-        record[name] = _storable(record[name])
-
-
-def _storable(value):
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_storable(key): _storable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_storable(item) for item in value]
-    return value
+        record[name] = storable(record[name])
 
 
 def row_content(row) -> str:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from dac.storable_text import storable_text
 from metrics import histogram, prom
 from metrics.buffer import CallRow, RequestRow, get_buffer
 from metrics.classify import OUTCOMES, PROVIDER_CATEGORIES
@@ -83,7 +84,9 @@ def provider_call_record(
     if outcome not in OUTCOMES:
         logger.warning("metrics: unknown provider outcome %r recorded as 'unavailable'", outcome)
         outcome = "unavailable"
-    model = (model or "")[:100]
+    # A model name comes from the caller or the provider: text PostgreSQL cannot store would make
+    # the flush drop the org's rows (U+0000) or everyone's (a lone surrogate cannot be encoded).
+    model = storable_text((model or "")[:100])
     cost = estimate_cost_usd(provider=provider, model=model, input_tokens=input_tokens, output_tokens=output_tokens)
     prom.PROVIDER_LATENCY.labels(provider).observe(latency_ms / 1000)
     prom.PROVIDER_CALLS.labels(provider, outcome).inc()

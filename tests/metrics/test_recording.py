@@ -102,6 +102,17 @@ def test_an_unknown_outcome_is_stored_as_unavailable(org_a):
         assert ProviderCallMetric.objects.get().outcome == "unavailable"
 
 
+def test_a_model_name_postgresql_cannot_store_does_not_drop_the_flush(org_a):
+    """U+0000 (refused by PostgreSQL: the org's rows were dropped) and a lone surrogate (not
+    encodable: every org's rows were dropped) in a model name become U+FFFD."""
+    with tenant_context(org_a):
+        for model in ("gpt\x00x", "gpt\ud800", "gpt-4o"):
+            provider_call_record(org_id=org_a.id, provider="openai", model=model, outcome="ok", latency_ms=1,
+                                 first_token_ms=None, input_tokens=None, output_tokens=None, streamed=False)
+        assert metrics_flush() == 3
+        assert sorted(ProviderCallMetric.objects.values_list("model", flat=True)) == ["gpt-4o", "gpt\ufffd", "gpt\ufffdx"]
+
+
 def test_unknown_models_take_the_default_price_and_the_table_can_be_extended(org_a, settings):
     from metrics.prices import estimate_cost_usd
 

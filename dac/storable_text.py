@@ -1,0 +1,28 @@
+"""Text PostgreSQL cannot store, made storable: U+0000 (refused in text and jsonb) and lone
+surrogates (JSON's \\ud800 escapes can produce them; UTF-8 cannot encode them) become U+FFFD.
+
+For text that reaches the database from outside without a person to refuse it to: a provider's
+model name, a user's message quoted in an audit record. Standard library only (bench/floor.py
+uses the audit chain without Django).
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable(value):
+    """`value` (str, dict, list or tuple, nested; anything else as it is) with its text made storable."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(item) for item in value]
+    return value
