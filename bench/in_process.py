@@ -255,7 +255,7 @@ def _mark_steps(mark) -> None:
     from providers.adapters.client import ProviderClient
     from providers.quota_store.redis_store import LoopScriptClient
     from providers.services import quota
-    from threads.services import answer
+    from threads.services import record
 
     def timed(owner, name: str, step: str) -> None:
         original = getattr(owner, name)
@@ -271,7 +271,7 @@ def _mark_steps(mark) -> None:
 
     timed(quota, "quota_reserve_async", "quota reserve")
     timed(ProviderClient, "send", "provider exchange")
-    timed(answer, "_finish", "bookkeeping")
+    timed(record, "finish", "bookkeeping")
     timed(LoopConnection, "fetchone", "  PostgreSQL statement")
     timed(LoopScriptClient, "run", "  Redis script")
 

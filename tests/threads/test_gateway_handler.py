@@ -213,7 +213,7 @@ def test_an_answer_that_cannot_be_recorded_is_withheld_though_its_response_was_r
     from dac.db.loop_connection import LoopConnection
     from tenants.context import tenant_context
     from tests.fakes import Behaviour
-    from threads.services import answer, handle
+    from threads.services import handle, record
 
     fakes["openai"].behaviour = Behaviour(text="never seen", input_tokens=3, output_tokens=2)
     failed = []
@@ -227,7 +227,7 @@ def test_an_answer_that_cannot_be_recorded_is_withheld_though_its_response_was_r
 
     measured = []
     monkeypatch.setattr(LoopConnection, "fetchone", failing_twice)
-    monkeypatch.setattr(answer, "provider_call_record", lambda **metrics: measured.append(metrics))
+    monkeypatch.setattr(record, "provider_call_record", lambda **metrics: measured.append(metrics))
     headers = [(b"authorization", f"Bearer {token_a}".encode()), (b"content-type", b"application/json")]
     body = b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
 

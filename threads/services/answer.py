@@ -2,41 +2,35 @@
 
 Runs as a task detached from the request (see SendHandle.start): calls the chosen provider
 with bounded retries on timeout and 5xx, falls back to the next candidate on a failure before
-the first token, honours a stop request, reconciles the quota, saves the answer (complete, or
-failed with what arrived), audits and measures every call. Every database step goes through
-`db_step`, so no connection is held while a provider answers.
+the first token, honours a stop request; then threads/services/record.py reconciles the quota,
+saves the answer (complete, or failed with what arrived), audits and measures every call. Every
+database step goes through `db_step`, so no connection is held while a provider answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, transaction
-from django.utils import timezone
+from django.db import DatabaseError
 
-from audit.services import AuditEvent, audit_records_queued, sha256_hex
 from dac.db.steps import db_step
 from dac.errors import ApplicationError, NotFound, ValidationFailed
-from metrics.services import provider_call_record
 from providers import vault
 from providers.adapters import ProviderError, get_adapter
-from providers.models import ProviderKey
 from providers.services import quota
 from providers.services.keys import provider_key_plaintext
 from providers.urlsafety import ensure_safe_base_url
 from routing.services import Candidate
 from tenants.context import tenant_context
-from threads import memory
-from threads.models import Message, Status, Thread
-from threads.services.handle import Answer, Answered, Delta, Failed, Finished, SendHandle
+from threads.models import Message, Status
+from threads.services import record
+from threads.services.handle import Answer, Delta, Failed, Finished, SendHandle
 from threads.services.send import _reserve_from
 
 logger = logging.getLogger(__name__)
@@ -76,7 +70,7 @@ async def _save_failure_with_retries(handle: SendHandle, answer: Answer) -> None
     stale-answer sweep marks the row interrupted."""
     for pause in (0.5, 1, 2, 4, 8, 15):
         try:
-            await _finish(handle, answer)
+            await record.finish(handle, answer)
             return
         except Exception:
             logger.warning("message_send: could not save the failed answer yet; retrying in %s s", pause)
@@ -93,7 +87,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
                 _LOCAL_STOPS.discard(handle.assistant_message_id)
                 await sync_to_async(cache.delete, thread_sensitive=False)(STOP_KEY.format(message_id=handle.assistant_message_id))
             answer.status = Status.COMPLETE
-            await _finish(handle, answer)
+            await record.finish(handle, answer)
             handle.queue.put_nowait(Finished(answer))
             return
         if produced or error.category not in FALLBACK or handle.plan.explicit or handle.abandoned:
@@ -110,7 +104,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
     answer.status = Status.FAILED
     answer.error_category = error.category
     answer.error_message = _user_message_for(error, candidate.provider, produced)
-    await _finish(handle, answer)
+    await record.finish(handle, answer)
     handle.queue.put_nowait(Failed(answer))
 
 
@@ -130,7 +124,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
         base_url = (await ensure_safe_base_url(key.base_url) if key and key.base_url else None) or None
     except (vault.VaultError, ValidationFailed) as exc:
         error = ProviderError("auth" if isinstance(exc, vault.VaultError) else "bad_request", None, str(exc))
-        _note_call(handle, candidate, None, error, 0.0, None)
+        record.note_call(handle, candidate, None, error, 0.0, None)
         return error, False
     adapter_options = {"chunk_delay": settings.DAC_DEMO_STREAM_DELAY_MS / 1000} if candidate.provider == "demo" else {}
     adapter = get_adapter(candidate.provider, api_key=api_key, base_url=base_url, **adapter_options)
@@ -139,7 +133,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
     # The request's hash (audited with the call) is taken while the provider works: queued
     # behind the first step of the call, which sends the request on a kept-alive connection
     # (on a new one it runs while connecting).
-    asyncio.get_running_loop().call_soon(_request_hash, handle, candidate)
+    asyncio.get_running_loop().call_soon(record.request_hash, handle, candidate)
     for attempt in range(attempts):
         call_started = time.perf_counter()
         first_token_at = None
@@ -177,7 +171,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                     handle.provider_waiter = None
                 if answer.stopped:
                     _stopped(answer, candidate, call_started, first_token_at)
-                    _note_call(handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
+                    record.note_call(handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
                     return None, produced
             else:
                 handle.provider_waiter = asyncio.current_task()  # abandon() cancels it meanwhile
@@ -192,7 +186,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                 answer.text = result.text
         except ProviderError as error:
             elapsed = (time.perf_counter() - call_started) * 1000
-            _note_call(handle, candidate, None, error, elapsed, _ms_since(call_started, first_token_at))
+            record.note_call(handle, candidate, None, error, elapsed, _ms_since(call_started, first_token_at))
             if produced or error.category not in RETRYABLE or attempt == attempts - 1 or handle.abandoned:
                 _fill_failure(answer, candidate, elapsed)
                 return error, produced
@@ -200,7 +194,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
             continue
         elapsed = (time.perf_counter() - call_started) * 1000
         _fill_success(answer, candidate, result, elapsed, _ms_since(call_started, first_token_at), handle)
-        _note_call(handle, candidate, result, None, elapsed, answer.first_token_ms)
+        record.note_call(handle, candidate, result, None, elapsed, answer.first_token_ms)
         return None, produced
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -249,174 +243,10 @@ def _user_message_for(error: ProviderError, provider: str, produced: bool) -> st
     return prefix + hints.get(error.category, f"{provider} failed ({error.category}).")
 
 
-def _request_hash(handle: SendHandle, candidate: Candidate) -> str:
-    """sha256 of what was asked of this candidate (taken once per candidate)."""
-    key = (candidate.provider, candidate.model)
-    if key not in handle.request_hashes:
-        body = {"provider": candidate.provider, "model": candidate.model, "messages": handle.messages, "max_tokens": handle.options.max_tokens, "temperature": handle.options.temperature}
-        handle.request_hashes[key] = sha256_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
-    return handle.request_hashes[key]
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One provider call, kept in memory until `_finish` writes them all in one step."""
-
-    audit: AuditEvent
-    key_id: int | None
-
-
-def _note_call(handle: SendHandle, candidate: Candidate, result, error: ProviderError | None, elapsed_ms: float, first_token_ms: int | None) -> None:
-    """Note one provider call (success or failure) for the audit log and metrics. Never the plaintext."""
-    outcome = "ok" if error is None else error.category
-    model = (result.model if result else None) or candidate.model
-    details = {
-        "provider": candidate.provider,
-        "model": model,
-        "outcome": outcome,
-        "latency_ms": round(elapsed_ms),
-        "input_tokens": result.input_tokens if result else None,
-        "output_tokens": result.output_tokens if result else None,
-        "thread_id": handle.thread_id,
-        "message_id": handle.assistant_message_id,
-    }
-    if error is not None:
-        details["status"] = error.status
-    if handle.abandoned:
-        details["abandoned"] = True  # its reader went away: DAC stopped it (SendHandle.abandon)
-    audit = AuditEvent(
-        "provider.call", f"provider:{candidate.provider}", details,
-        request_hash=_request_hash(handle, candidate), response_hash=sha256_hex(result.text) if result else "",
-    )
-    metrics = {
-        "provider": candidate.provider, "model": model or "", "outcome": outcome, "latency_ms": elapsed_ms,
-        "first_token_ms": first_token_ms, "input_tokens": details["input_tokens"],
-        "output_tokens": details["output_tokens"], "streamed": handle.options.stream,
-    }
-    handle.calls.append(CallRecord(audit, candidate.key_id if error is None else None))
-    handle.measurements.append(metrics)
-
-
-# last_used_at is a hint: written at most once a minute per key, not on every call.
-KEY_USED_RESOLUTION = 60.0
-_key_used_at: dict[int, float] = {}
-
-
-async def _finish(handle: SendHandle, answer: Answer) -> None:
-    """Record the outcome before the caller hears it: the provider calls and the routing
-    decision audited (durable), the quota reconciled and the answer saved (complete, or failed
-    with what arrived), side by side. While they are written, the calls are measured and a
-    plain call's caller is handed the answer to prepare its response (Answered)."""
-    if not answer.routing:
-        answer.routing = handle.plan.to_dict(chosen=handle.candidate)
-    if not handle.audited:
-        decision = AuditEvent(
-            "routing.decision", f"thread:{handle.thread_id}" if handle.thread_id else "gateway",
-            {**answer.routing, "outcome": "abandoned" if handle.abandoned else answer.status},
-        )
-        events = [*(call.audit for call in handle.calls), decision]
-        # The audit write goes out first: the answer waits on its commit.
-        audit = audit_records_queued(org_id=handle.caller.org_id, actor=handle.caller.actor, events=events)
-        recording = asyncio.gather(audit, _record_answer(handle, answer), return_exceptions=True)
-        _meanwhile(handle, answer)
-        audited, saved = await recording
-        if not isinstance(audited, BaseException):
-            handle.audited = True
-        for outcome in (audited, saved):
-            if isinstance(outcome, BaseException):
-                raise outcome
-    else:
-        recording = _record_answer(handle, answer)
-        _meanwhile(handle, answer)
-        await recording
-    handle.calls.clear()
-
-
-def _meanwhile(handle: SendHandle, answer: Answer) -> None:
-    """What runs while the outcome is written (queued behind the writes, so they go out first):
-    the calls' metrics and, for a plain answer, Answered to its reader. The calls are measured
-    whether or not their record then commits (they happened), and once: a retried `_finish` does
-    not measure them again."""
-    measurements, handle.measurements = handle.measurements, []
-    if measurements:
-        asyncio.get_running_loop().call_soon(_measure, handle.caller.org_id, measurements)
-    if not handle.options.stream and answer.status == Status.COMPLETE:
-        handle.queue.put_nowait(Answered(answer))
-
-
-def _measure(org_id: int, measurements: list[dict]) -> None:
-    for metrics in measurements:
-        provider_call_record(org_id=org_id, **metrics)
-
-
-async def _record_answer(handle: SendHandle, answer: Answer) -> None:
-    """`_save_answer`; on the event loop when all there is to do is settle the quota (a gateway
-    call without a thread, no key's last use to write)."""
-    if handle.assistant_message_id is None and not _keys_due(handle):
-        used, keep = _quota_settlement(answer)
-        if keep:
-            await quota.quota_reconcile_async(handle.reservation, actual_tokens=used)
-        else:
-            await quota.quota_release_async(handle.reservation)
-        return
-    await db_step(_save_answer, handle, answer)
-
-
-def _quota_settlement(answer: Answer) -> tuple[int | None, bool]:
-    """(tokens used or None for the estimate, whether the call counts): a complete answer counts
-    what the provider reported, a cut one its estimate; a call that produced nothing is released."""
-    if answer.status == Status.COMPLETE:
-        return (answer.input_tokens or 0) + (answer.output_tokens or 0) or None, True
-    return None, bool(answer.text)
-
-
-def _keys_due(handle: SendHandle) -> list[int]:
-    """Keys of this answer's successful calls whose last use was last written over a minute ago."""
-    now = time.monotonic()
-    return [call.key_id for call in handle.calls if call.key_id and now - _key_used_at.get(call.key_id, 0.0) > KEY_USED_RESOLUTION]
-
-
-def _save_answer(handle: SendHandle, answer: Answer) -> None:
-    """Reconcile the quota and save the answer's message (when the exchange has a thread)."""
-    org_id = handle.caller.org_id
-    with tenant_context(org_id):
-        used, keep = _quota_settlement(answer)
-        if keep:
-            quota.quota_reconcile(handle.reservation, actual_tokens=used)
-        else:
-            quota.quota_release(handle.reservation)
-        for key_id in _keys_due(handle):
-            _key_used_at[key_id] = time.monotonic()
-            ProviderKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
-        if handle.assistant_message_id is None:
-            return
-        with transaction.atomic():
-            Message.objects.filter(pk=handle.assistant_message_id).update(
-                content=answer.text,
-                status=answer.status,
-                provider=answer.provider or handle.candidate.provider,
-                model=answer.model or handle.candidate.model,
-                latency_ms=answer.latency_ms,
-                input_tokens=answer.input_tokens,
-                output_tokens=answer.output_tokens,
-                citations=answer.citations,
-                routing=answer.routing,
-                error_category=answer.error_category,
-                error_message=answer.error_message[:500],
-            )
-            if answer.status == Status.COMPLETE:
-                Thread.objects.filter(pk=handle.thread_id).update(
-                    last_provider=answer.provider, last_model=answer.model, updated_at=timezone.now()
-                )
-        answer.message_id = handle.assistant_message_id
-        if answer.status == Status.COMPLETE:
-            memory.index_messages(org_id=org_id, message_ids=[handle.user_message_id, handle.assistant_message_id])
-
-
 def _abandoned(handle: SendHandle, candidate: Candidate, answer: Answer, call_started: float) -> tuple[None, bool]:
     """A plain call whose reader went away before the provider answered: stopped, nothing produced."""
     _stopped(answer, candidate, call_started, None)
-    _note_call(handle, candidate, None, None, answer.latency_ms or 0.0, None)
+    record.note_call(handle, candidate, None, None, answer.latency_ms or 0.0, None)
     return None, False
 
 
