@@ -141,12 +141,11 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
             _stopped(answer, candidate, call_started, None)
             return None, produced
         try:
-            if options.stream:
-                result = None
-                stream = adapter.stream(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
-                # abandon() cancels the reading, so a provider that stalls is not waited for.
-                handle.provider_waiter = asyncio.current_task()
-                try:
+            handle.provider_waiter = asyncio.current_task()  # abandon() cancels it: a stalled provider is not waited for
+            try:
+                if options.stream:
+                    result = None
+                    stream = adapter.stream(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
                     async with contextlib.aclosing(stream):
                         async for event in stream:
                             if await _stop_requested(handle):
@@ -163,27 +162,18 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                                     await asyncio.sleep(0)
                             if event.result is not None:
                                 result = event.result
-                except asyncio.CancelledError:
-                    if not handle.abandoned or asyncio.current_task().uncancel() > 0:
-                        raise  # cancelled for another reason
-                    answer.stopped = True
-                finally:
-                    handle.provider_waiter = None
-                if answer.stopped:
-                    _stopped(answer, candidate, call_started, first_token_at)
-                    record.note_call(handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
-                    return None, produced
-            else:
-                handle.provider_waiter = asyncio.current_task()  # abandon() cancels it meanwhile
-                try:
+                else:
                     result = await adapter.complete(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
-                except asyncio.CancelledError:
-                    if not handle.abandoned or asyncio.current_task().uncancel() > 0:
-                        raise  # cancelled for another reason
-                    return _abandoned(handle, candidate, answer, call_started)
-                finally:
-                    handle.provider_waiter = None
-                answer.text = result.text
+            except asyncio.CancelledError:
+                if not handle.abandoned or asyncio.current_task().uncancel() > 0:
+                    raise  # cancelled for another reason
+                answer.stopped = True
+            finally:
+                handle.provider_waiter = None
+            if answer.stopped:
+                _stopped(answer, candidate, call_started, first_token_at)
+                record.note_call(handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
+                return None, produced
         except ProviderError as error:
             elapsed = (time.perf_counter() - call_started) * 1000
             record.note_call(handle, candidate, None, error, elapsed, _ms_since(call_started, first_token_at))
@@ -241,13 +231,6 @@ def _user_message_for(error: ProviderError, provider: str, produced: bool) -> st
         "content_filtered": f"{provider} withheld the answer under its content policy.",
     }
     return prefix + hints.get(error.category, f"{provider} failed ({error.category}).")
-
-
-def _abandoned(handle: SendHandle, candidate: Candidate, answer: Answer, call_started: float) -> tuple[None, bool]:
-    """A plain call whose reader went away before the provider answered: stopped, nothing produced."""
-    _stopped(answer, candidate, call_started, None)
-    record.note_call(handle, candidate, None, None, answer.latency_ms or 0.0, None)
-    return None, False
 
 
 def _stopped(answer: Answer, candidate: Candidate, call_started: float, first_token_at: float | None) -> None:
