@@ -15,7 +15,7 @@ from tenants.models import User
 from tenants.permissions import IsOrgMember
 from threads import selectors
 from threads.services import Caller, SendOptions, message_send, thread_create, thread_update
-from threads.services.handle import Delta, Failed, Finished
+from threads.services.handle import Failed, Finished
 from threads.services.threads import stale_answers_sweep
 
 MAX_PAGE = 200
@@ -201,13 +201,9 @@ async def _api_events(handle):
 
     yield sse("start", {"user_message_id": handle.user_message_id, "message_id": handle.assistant_message_id, "routing": handle.plan.to_dict(chosen=handle.candidate)})
     async for batch in handle.event_batches():  # what arrived together, in one write
-        parts = [sse("delta", {"text": event.text}) for event in batch if isinstance(event, Delta)]
         end = batch[-1]
         if isinstance(end, (Finished, Failed)):
-            if parts:  # the text goes out before the final message is read back
-                yield b"".join(parts)
-                parts = []
             message = await sync_to_async(lambda: MessageOutputSerializer(handle.message_from(end.answer)).data)()
-            parts.append(sse("done" if isinstance(end, Finished) else "failed", {"message": message}))
-        if parts:
-            yield b"".join(parts)
+            yield sse("done" if isinstance(end, Finished) else "failed", {"message": message})
+        else:
+            yield b"".join(sse("delta", {"text": event.text}) for event in batch)

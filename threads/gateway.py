@@ -26,7 +26,7 @@ from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
 from threads.models import Status
 from threads.services import Caller, SendOptions, message_send
-from threads.services.handle import Answer, Delta, Failed, Finished, SendHandle
+from threads.services.handle import Answer, Failed, Finished, SendHandle
 
 MAX_BODY_BYTES = 2_000_000
 MAX_OUTPUT_TOKENS = 128_000
@@ -271,26 +271,24 @@ async def _stream(handle: SendHandle, include_usage: bool):
         # What arrived together goes out in one write (a fast provider sends many pieces in one
         # packet): one send, one system call, instead of one per piece.
         async for batch in handle.event_batches():
-            parts = []
-            for event in batch:
-                if isinstance(event, Delta):
-                    parts.append(chunk({"content": event.text}))
-                elif isinstance(event, Finished):
-                    answer = event.answer
-                    model = _answered_model(answer, handle)
-                    extra = {"citations": answer.citations} if answer.citations else {}
-                    parts.append(chunk({}, _FINISH.get(answer.finish_reason, "stop"), **extra))
-                    if include_usage:
-                        usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": _usage(answer)}
-                        parts.append(b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n")
-                    parts.append(b"data: [DONE]\n\n")
-                elif isinstance(event, Failed):
-                    answer = event.answer
-                    _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
-                    error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
-                    parts += [b"data: " + json.dumps(error).encode() + b"\n\n", b"data: [DONE]\n\n"]
-            if parts:
-                yield b"".join(parts)
+            end = batch[-1]
+            if isinstance(end, Finished):
+                answer = end.answer
+                model = _answered_model(answer, handle)
+                extra = {"citations": answer.citations} if answer.citations else {}
+                parts = [chunk({}, _FINISH.get(answer.finish_reason, "stop"), **extra)]
+                if include_usage:
+                    usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": _usage(answer)}
+                    parts.append(b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n")
+                parts.append(b"data: [DONE]\n\n")
+            elif isinstance(end, Failed):
+                answer = end.answer
+                _, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
+                error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
+                parts = [b"data: " + json.dumps(error).encode() + b"\n\n", b"data: [DONE]\n\n"]
+            else:
+                parts = [chunk({"content": event.text}) for event in batch]
+            yield b"".join(parts)
     finally:  # a cancelled sending (the client went away) ends here too
         handle.abandon()
 

@@ -20,7 +20,7 @@ from threads.models import Message
 from threads.services import Caller, SendOptions, message_send, thread_create, thread_update
 from threads.services.threads import stale_answers_sweep
 from threads.services.answer import message_stop
-from threads.services.handle import Delta, Failed, Finished
+from threads.services.handle import Failed, Finished
 
 PAGE_SIZE = 50
 
@@ -152,17 +152,13 @@ async def message_send_view(request: HttpRequest, thread_id: int) -> HttpRespons
         user_html = await sync_to_async(_message_html)(handle)
         yield _sse("start", {"user_html": user_html, "assistant_id": handle.assistant_message_id, "decision": handle.plan.to_dict(chosen=handle.candidate)})
         async for batch in handle.event_batches():  # what arrived together, in one write
-            parts = [_sse("delta", {"text": event.text}) for event in batch if isinstance(event, Delta)]
             end = batch[-1]
             if isinstance(end, (Finished, Failed)):
-                if parts:  # the text goes out before the final message is rendered
-                    yield b"".join(parts)
-                    parts = []
                 html = await sync_to_async(_message_html)(handle, end.answer)
                 name = "done" if isinstance(end, Finished) else "failed"
-                parts.append(_sse(name, {"html": html, "error": end.answer.error_message, "category": end.answer.error_category}))
-            if parts:
-                yield b"".join(parts)
+                yield _sse(name, {"html": html, "error": end.answer.error_message, "category": end.answer.error_category})
+            else:
+                yield b"".join(_sse("delta", {"text": event.text}) for event in batch)
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

@@ -187,19 +187,25 @@ class SendHandle:
             yield event
 
     async def event_batches(self) -> AsyncIterator[list[Delta | Answered | Finished | Failed]]:
-        """`events()` in batches: each holds every event that had arrived when the reader asked
-        (one at least, the last ending the answer), so what arrived together can be sent in one
-        write. Nothing waits for more: a batch is what is already there, EVENT_BATCH_MAX at most."""
+        """`events()` in batches: each holds the events that had arrived when the reader asked
+        (one at least, EVENT_BATCH_MAX at most), so what arrived together can be sent in one
+        write; the answer's end (Finished or Failed) comes last, alone. Nothing waits for more:
+        a batch is what is already there."""
         self.start()
-        while True:
-            batch = [await self.queue.get()]
-            while not self.queue.empty() and len(batch) < EVENT_BATCH_MAX and not isinstance(batch[-1], (Finished, Failed)):
-                batch.append(self.queue.get_nowait())
-            if isinstance(batch[-1], (Finished, Failed)):
-                self.delivered = True
-                yield batch
-                return
+        pending = await self.queue.get()
+        while not isinstance(pending, (Finished, Failed)):
+            batch, pending = [pending], None
+            while pending is None and len(batch) < EVENT_BATCH_MAX and not self.queue.empty():
+                event = self.queue.get_nowait()
+                if isinstance(event, (Finished, Failed)):
+                    pending = event  # the end goes alone, in the next batch
+                else:
+                    batch.append(event)
             yield batch
+            if pending is None:
+                pending = await self.queue.get()
+        self.delivered = True
+        yield [pending]
 
     def usage_headers_now(self) -> dict:
         """X-RateLimit-* as they stand now (after the answer: with its real token count)."""
