@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import datetime
 
-from dac.storable_text import storable
+from dac.storable_text import storable, unstorable_in_json
 
 GENESIS_HASH = "0" * 64
 
@@ -71,7 +70,7 @@ def chained(records: list[dict], head: tuple[int, str]) -> str:
         seq += 1
         record["seq"], record["prev_hash"] = seq, prev_hash
         content = record_content(record)
-        if "\\u0000" in content or _SURROGATE.search(content):
+        if unstorable_in_json(content):
             _make_storable(record)
             content = record_content(record)
         record["hash"] = link_hash(prev_hash, content)
@@ -80,14 +79,11 @@ def chained(records: list[dict], head: tuple[int, str]) -> str:
     return "[" + ",".join(rows) + "]"
 
 
-# Text jsonb cannot hold or UTF-8 cannot encode (dac/storable_text.py) reaches audit details from
-# a user's message (a routing reason quotes it) or a provider's answer (the model it names).
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _make_storable(record: dict) -> None:
-    """Replace what cannot be stored in the record's text by U+FFFD, before it is hashed: the
-    row is then stored as hashed, instead of failing its append (and the answer with it)."""
+    """Replace what cannot be stored in the record's text by U+FFFD (dac/storable_text.py), before
+    it is hashed: the row is then stored as hashed, instead of failing its append (and the answer
+    with it). Such text reaches audit details from a user's message (a routing reason quotes it)
+    or a provider's answer (the model it names)."""
     for name in CONTENT_FIELDS:
         record[name] = storable(record[name])
 

@@ -11,10 +11,18 @@ from __future__ import annotations
 import re
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The same in JSON written by json.dumps(ensure_ascii=False): U+0000 escaped, a surrogate as it is.
+_UNSTORABLE_IN_JSON = re.compile("\\\\u0000|[\ud800-\udfff]")
 
 
 def storable_text(text: str) -> str:
     return _UNSTORABLE.sub("\ufffd", text)
+
+
+def unstorable_in_json(text: str) -> bool:
+    """Whether JSON text (ensure_ascii=False) holds what `storable` replaces. A backslash written
+    before "u0000" also matches: `storable` then changes nothing."""
+    return _UNSTORABLE_IN_JSON.search(text) is not None
 
 
 def storable(value):
