@@ -31,19 +31,17 @@ _RUNNING: set[asyncio.Task] = set()
 EVENT_BATCH_MAX = 256
 
 
-async def answers_running_finish(timeout: float) -> int:
+async def answers_running_finish(timeout: float) -> None:
     """Wait, at most `timeout` seconds, for the answers this event loop is still producing (on
-    shutdown: an answer whose client went away is still saved and audited). Returns how many
-    are still running after that."""
+    shutdown: an answer whose client went away is still saved and audited); log what is left."""
     loop = asyncio.get_running_loop()
     running = [task for task in _RUNNING if task.get_loop() is loop and not task.done()]
     if not running:
-        return 0
+        return
     logger.info("waiting up to %s s for %d answer(s) still running", timeout, len(running))
     _, pending = await asyncio.wait(running, timeout=timeout)
     if pending:
         logger.warning("%d answer(s) still running after %s s are left to be cancelled", len(pending), timeout)
-    return len(pending)
 
 
 @dataclass(frozen=True)
