@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import datetime
 
 from dac.storable_text import storable, unstorable_in_json
@@ -62,30 +63,67 @@ def chained(records: list[dict], head: tuple[int, str]) -> str:
     order: each gets its seq, its predecessor's hash and its own. Returns them as the JSON array
     dac_audit_append takes: each row is its canonical content, the very text its hash covers,
     with its links added. So a row is stored as it was hashed, values JSON has no type for (a
-    datetime, a Decimal) included, and the content is serialized once. Text PostgreSQL cannot
-    store (U+0000, a lone surrogate) is replaced by U+FFFD before the row is hashed."""
+    datetime, a Decimal) included, and the content is serialized once."""
     seq, prev_hash = head
     rows = []
     for record in records:
         seq += 1
         record["seq"], record["prev_hash"] = seq, prev_hash
-        content = record_content(record)
-        if unstorable_in_json(content):
-            _make_storable(record)
-            content = record_content(record)
+        content = _stored_content(record)
         record["hash"] = link_hash(prev_hash, content)
         rows.append(f'{content[:-1]},"prev_hash":"{prev_hash}","hash":"{record["hash"]}"}}')
         prev_hash = record["hash"]
     return "[" + ",".join(rows) + "]"
 
 
-def _make_storable(record: dict) -> None:
-    """Replace what cannot be stored in the record's text by U+FFFD (dac/storable_text.py), before
-    it is hashed: the row is then stored as hashed, instead of failing its append (and the answer
-    with it). Such text reaches audit details from a user's message (a routing reason quotes it)
-    or a provider's answer (the model it names)."""
-    for name in CONTENT_FIELDS:
-        record[name] = storable(record[name])
+def _jsonb_would_rewrite(content: str) -> bool:
+    """Whether JSON text may hold what PostgreSQL's jsonb would not give back as json.dumps wrote
+    it: a float written with an exponent (1e+16 comes back as 10000000000000000), -0.0 (comes back
+    0.0), NaN and Infinity (refused). Substring tests (a regular expression costs ten times more
+    here); a match inside a string only costs `_stored_content` its slow path."""
+    return "e+" in content or "-0.0" in content or "NaN" in content or "Infinity" in content
+
+
+def _stored_content(record: dict) -> str:
+    """The record's canonical content, made first (in the record itself, before it is hashed) into
+    what PostgreSQL stores and gives back unchanged, so that `verify_audit` reads the row as it was
+    hashed: text it cannot store (U+0000, a lone surrogate) becomes U+FFFD
+    (dac/storable_text.py), numbers jsonb would rewrite are written as jsonb gives them back, and
+    dict keys that are not strings become the strings JSON makes of them (keys of mixed types
+    cannot be sorted). Such values reach audit details from a user's message (a routing reason
+    quotes it) or a provider's answer (the model it names, its usage figures)."""
+    try:
+        content = record_content(record)
+    except TypeError:  # dict keys of mixed types
+        content = None
+    if content is None or _jsonb_would_rewrite(content) or unstorable_in_json(content):
+        for name in CONTENT_FIELDS:
+            record[name] = storable(_as_jsonb_gives_back(record[name]))
+        content = record_content(record)
+    return content
+
+
+def _as_jsonb_gives_back(value):
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return json.dumps(value)  # "NaN", "Infinity", "-Infinity", as text
+        if value == 0:
+            return 0.0
+        return int(value) if abs(value) >= 1e16 else value
+    if isinstance(value, dict):
+        return {_json_key(key): _as_jsonb_gives_back(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_jsonb_gives_back(item) for item in value]
+    return value
+
+
+def _json_key(key) -> str:
+    """The string json.dumps makes of a dict key (any other key type: its str())."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (bool, int, float)) or key is None:
+        return json.dumps(key)
+    return str(key)
 
 
 def row_content(row) -> str:

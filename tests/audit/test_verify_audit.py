@@ -83,6 +83,23 @@ def test_text_postgresql_cannot_store_is_replaced_before_hashing_and_verifies(or
     assert code == 0, out
 
 
+def test_numbers_and_keys_jsonb_would_rewrite_are_stored_as_hashed(org_a):
+    """A float jsonb gives back in another form (1e+16 as 10000000000000000, -0.0 as 0.0) made
+    verify_audit report the row tampered; NaN, Infinity and dict keys of mixed types made the
+    append fail. They are now written as jsonb gives them back, before the row is hashed."""
+    details = {"big": 1e16, "bigger": [-2.5e20], "zero": -0.0, "nan": float("nan"), "inf": float("-inf"),
+               1: "one", "small": 1.5e-7, "name": "e+1 -0.0] NaN"}
+    with tenant_context(org_a):
+        row = audit_record(org_id=org_a.id, actor=Actor.system(), event="test.numbers", details=details)
+    expected = {"big": 10**16, "bigger": [-25 * 10**19], "zero": 0.0, "nan": "NaN", "inf": "-Infinity",
+                "1": "one", "small": 1.5e-7, "name": "e+1 -0.0] NaN"}
+    assert row.details == expected
+    [(stored,)] = owner_sql("SELECT details FROM audit_auditlog WHERE org_id = %s AND event = 'test.numbers'", [org_a.id])
+    assert json.loads(stored) == expected
+    code, out = verify()
+    assert code == 0, out
+
+
 def test_an_edited_row_is_found(chain):
     owner_sql("UPDATE audit_auditlog SET details = '{\"i\": 99}' WHERE org_id = %s AND seq = 3", [chain.id])
     code, out = verify()
