@@ -347,7 +347,25 @@ class Bench:
             server.stop()
 
     # -- one measured run ---------------------------------------------------------------------
+    def wait_quiet(self, limit_s: float = 30.0) -> None:
+        """Wait until the machine is idle (under a tenth of a core over a quarter second). A server
+        can go on working after its run has ended (LiteLLM works off the requests its clients
+        gave up on for seconds, at 100 % of the servers' core), which would otherwise take the CPU
+        from the next target's run."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < limit_s:
+            before = procinfo.machine_cpu_seconds()
+            time.sleep(0.25)
+            if procinfo.machine_cpu_seconds() - before <= 0.025:
+                break
+        else:
+            log(f"the machine did not go quiet within {limit_s:.0f} s; measuring anyway")
+        waited = time.perf_counter() - started
+        if waited > 1.0:
+            log(f"waited {waited:.1f} s for the machine to go quiet")
+
     def measure(self, target: str, point: Point, seconds: float, max_requests: int, record: bool = True) -> dict:
+        self.wait_quiet()
         server = self.servers[self.target_server[target]]
         pids = server.pids()
         backing = (procinfo.postgres_pids(self.database) + procinfo.pids_by_comm("redis-server")) if _uses_backing(target) else []
