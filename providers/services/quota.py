@@ -596,10 +596,20 @@ def rate_limit_headers(usage: Usage) -> dict[str, str]:
 def estimate_tokens(text_or_messages, max_tokens: int | None = None) -> int:
     """Tokens to reserve: the prompt at ~4 characters a token (at least 1) plus the most the
     answer may take (max_tokens, else DAC_DEFAULT_MAX_TOKENS, 1024)."""
-    prompt = max(1, math.ceil(_chars(text_or_messages) / 4))
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
         max_tokens = int(getattr(settings, "DAC_DEFAULT_MAX_TOKENS", 1024))
-    return prompt + max_tokens
+    return _prompt_tokens(text_or_messages) + max_tokens
+
+
+def estimate_used_tokens(text_or_messages, answer_text: str) -> int:
+    """Tokens a call used when its provider reported none (a stream cut before its usage came,
+    an endpoint that never sends it): the prompt and the answer text that arrived, both at the
+    reservation's ~4 characters a token."""
+    return _prompt_tokens(text_or_messages) + math.ceil(len(answer_text) / 4)
+
+
+def _prompt_tokens(text_or_messages) -> int:
+    return max(1, math.ceil(_chars(text_or_messages) / 4))
 
 
 def _chars(value) -> int:

@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from audit.models import AuditLog
+from providers.services.quota import estimate_tokens, estimate_used_tokens, quota_usage
 from tenants.context import tenant_context
 from tests.assertions import settled_answer
 from tests.fakes import Behaviour
@@ -187,6 +188,10 @@ def test_a_stream_whose_client_left_stops_reading_the_provider(asgi_server, toke
     with tenant_context(org_a):
         decision = AuditLog.objects.get(event="routing.decision")
     assert decision.details["outcome"] == "abandoned"
+    # It counts the prompt and the little text that arrived, not a full-length answer.
+    sent = fakes["openrouter"].requests[0].json["messages"]  # DAC's system prompt, then the conversation
+    counted = _tokens_counted_once_settled(org_a, "openrouter", reserved=estimate_tokens(sent))
+    assert estimate_used_tokens(sent, "") < counted <= estimate_used_tokens(sent, behaviour.text)
 
 
 def test_a_stream_kept_in_a_thread_completes_after_its_client_left(asgi_server, token_a, fakes, org_a):
@@ -213,6 +218,18 @@ def test_a_plain_call_whose_client_left_cancels_the_provider_request(asgi_server
     assert call.details["latency_ms"] < 2000  # the provider would have taken 3 s
     assert call.details["abandoned"] is True
     assert len(fakes["openrouter"].requests) == 1  # not retried, not moved to another provider
+    # The provider was sent the whole request and most likely answers it: the estimate stays counted.
+    sent = fakes["openrouter"].requests[0].json["messages"]
+    assert quota_usage(org_id=org_a.id, provider="openrouter").tokens_used == estimate_tokens(sent)
+
+
+def _tokens_counted_once_settled(org, provider: str, reserved: int, timeout: float = 5.0) -> int:
+    """The provider's tokens counted today, once they are no longer the reservation's estimate
+    (the settlement runs beside the audit write, so it may land just after the audit row)."""
+    deadline = time.monotonic() + timeout
+    while (counted := quota_usage(org_id=org.id, provider=provider).tokens_used) == reserved and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return counted
 
 
 def _audited_call(org, timeout: float = 10.0) -> AuditLog:

@@ -13,6 +13,7 @@ from django.test import Client
 
 from audit.models import AuditLog
 from audit.services import Actor
+from providers.services.quota import estimate_tokens, estimate_used_tokens, quota_usage
 from tenants.context import tenant_context
 from tests.assertions import settled_answer
 from tests.fakes import Behaviour
@@ -256,6 +257,9 @@ def test_failure_after_partial_output_saves_what_arrived(asgi_server, org_a, tok
         answer = Message.objects.get(thread=thread, role="assistant")
     assert answer.status == "failed" and answer.content.startswith("first") and answer.error_category == "unavailable"
     assert len(fakes["openrouter"].requests) == 1  # no retry once text reached the user
+    # The call counts the prompt and what arrived, not the reservation's estimate (prompt + max_tokens).
+    sent = fakes["openrouter"].requests[0].json["messages"]
+    assert quota_usage(org_id=org_a.id, provider="openrouter").tokens_used == estimate_used_tokens(sent, answer.content) < estimate_tokens(sent)
 
 
 def test_no_transaction_is_held_during_a_provider_call(api, org_a, fakes):
@@ -294,3 +298,6 @@ def test_stop_keeps_what_arrived_as_the_answer(asgi_server, org_a, token_a, alic
         answer = Message.objects.get(thread=thread, role="assistant")
     assert answer.status == "complete" and answer.error_message == "Stopped.", lines
     assert answer.content and answer.content != "one two three four five six seven eight", lines
+    # Stop does not charge a full-length answer: the prompt and the text that arrived count.
+    sent = fakes["openrouter"].requests[0].json["messages"]
+    assert quota_usage(org_id=org_a.id, provider="openrouter").tokens_used == estimate_used_tokens(sent, answer.content) < estimate_tokens(sent)

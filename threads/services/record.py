@@ -131,7 +131,7 @@ async def _record_answer(handle: SendHandle, answer: Answer) -> None:
     """`_save_answer`; on the event loop when all there is to do is settle the quota (a gateway
     call without a thread, no key's last use to write)."""
     if handle.assistant_message_id is None and not _keys_due(handle):
-        used, keep = _quota_settlement(answer)
+        used, keep = _quota_settlement(handle, answer)
         if keep:
             await quota.quota_reconcile_async(handle.reservation, actual_tokens=used)
         else:
@@ -140,12 +140,23 @@ async def _record_answer(handle: SendHandle, answer: Answer) -> None:
     await db_step(_save_answer, handle, answer)
 
 
-def _quota_settlement(answer: Answer) -> tuple[int | None, bool]:
-    """(tokens used or None for the estimate, whether the call counts): a complete answer counts
-    what the provider reported, a cut one its estimate; a call that produced nothing is released."""
-    if answer.status == Status.COMPLETE:
-        return (answer.input_tokens or 0) + (answer.output_tokens or 0) or None, True
-    return None, bool(answer.text)
+def _quota_settlement(handle: SendHandle, answer: Answer) -> tuple[int | None, bool]:
+    """(tokens used, None for the reservation's estimate; whether the call counts at all).
+
+    What the provider reported, when it did. A call that failed with nothing to show is released.
+    A plain call whose caller left keeps the estimate: its provider was sent the whole request
+    and most likely answered it in full. Otherwise (a stream stopped or cut, a provider that
+    reports no usage) the prompt and the text that arrived: a provider stops generating when its
+    stream is closed, and the estimate (the prompt plus max_tokens) would charge every Stop as a
+    full-length answer."""
+    reported = (answer.input_tokens or 0) + (answer.output_tokens or 0)
+    if reported:
+        return reported, True
+    if answer.status != Status.COMPLETE and not answer.text:
+        return None, False
+    if answer.stopped and not handle.options.stream:
+        return None, True
+    return quota.estimate_used_tokens(handle.messages, answer.text), True
 
 
 def _keys_due(handle: SendHandle) -> list[int]:
@@ -158,7 +169,7 @@ def _save_answer(handle: SendHandle, answer: Answer) -> None:
     """Reconcile the quota and save the answer's message (when the exchange has a thread)."""
     org_id = handle.caller.org_id
     with tenant_context(org_id):
-        used, keep = _quota_settlement(answer)
+        used, keep = _quota_settlement(handle, answer)
         if keep:
             quota.quota_reconcile(handle.reservation, actual_tokens=used)
         else:
