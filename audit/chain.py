@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from datetime import datetime
+from decimal import Decimal
 
 from dac.storable_text import storable, unstorable_in_json
 
@@ -89,18 +90,26 @@ def _stored_content(record: dict) -> str:
     what PostgreSQL stores and gives back unchanged, so that `verify_audit` reads the row as it was
     hashed: text it cannot store (U+0000, a lone surrogate) becomes U+FFFD
     (dac/storable_text.py), numbers jsonb would rewrite are written as jsonb gives them back, and
-    dict keys that are not strings become the strings JSON makes of them (keys of mixed types
-    cannot be sorted). Such values reach audit details from a user's message (a routing reason
-    quotes it) or a provider's answer (the model it names, its usage figures)."""
-    try:
-        content = record_content(record)
-    except TypeError:  # dict keys of mixed types
-        content = None
+    dict keys that are not strings become the strings JSON makes of them. Such values reach audit
+    details from a user's message (a routing reason quotes it) or a provider's answer (the model
+    it names, its usage figures)."""
+    content = record_content(record) if _keys_all_text(record["details"]) else None
     if content is None or _jsonb_would_rewrite(content) or unstorable_in_json(content):
         for name in CONTENT_FIELDS:
             record[name] = storable(_as_jsonb_gives_back(record[name]))
         content = record_content(record)
     return content
+
+
+def _keys_all_text(value) -> bool:
+    """Whether every dict in `value` has only str keys. json.dumps sorts other keys by value (9
+    before 10, and fails on keys of mixed types), while the strings jsonb gives back sort as
+    text ("10" before "9")."""
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _keys_all_text(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_keys_all_text(item) for item in value)
+    return True
 
 
 def _as_jsonb_gives_back(value):
@@ -109,7 +118,8 @@ def _as_jsonb_gives_back(value):
             return json.dumps(value)  # "NaN", "Infinity", "-Infinity", as text
         if value == 0:
             return 0.0
-        return int(value) if abs(value) >= 1e16 else value
+        # jsonb reads the decimal json.dumps wrote, exactly: 1e+23 is 10**23, not int(1e23).
+        return int(Decimal(repr(value))) if abs(value) >= 1e16 else value
     if isinstance(value, dict):
         return {_json_key(key): _as_jsonb_gives_back(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -87,15 +87,25 @@ def test_numbers_and_keys_jsonb_would_rewrite_are_stored_as_hashed(org_a):
     """A float jsonb gives back in another form (1e+16 as 10000000000000000, -0.0 as 0.0) made
     verify_audit report the row tampered; NaN, Infinity and dict keys of mixed types made the
     append fail. They are now written as jsonb gives them back, before the row is hashed."""
-    details = {"big": 1e16, "bigger": [-2.5e20], "zero": -0.0, "nan": float("nan"), "inf": float("-inf"),
+    details = {"big": 1e16, "bigger": [-2.5e20, 1e23], "zero": -0.0, "nan": float("nan"), "inf": float("-inf"),
                1: "one", "small": 1.5e-7, "name": "e+1 -0.0] NaN"}
     with tenant_context(org_a):
         row = audit_record(org_id=org_a.id, actor=Actor.system(), event="test.numbers", details=details)
-    expected = {"big": 10**16, "bigger": [-25 * 10**19], "zero": 0.0, "nan": "NaN", "inf": "-Infinity",
+    expected = {"big": 10**16, "bigger": [-25 * 10**19, 10**23], "zero": 0.0, "nan": "NaN", "inf": "-Infinity",
                 "1": "one", "small": 1.5e-7, "name": "e+1 -0.0] NaN"}
     assert row.details == expected
     [(stored,)] = owner_sql("SELECT details FROM audit_auditlog WHERE org_id = %s AND event = 'test.numbers'", [org_a.id])
     assert json.loads(stored) == expected
+    code, out = verify()
+    assert code == 0, out
+
+
+def test_keys_that_are_all_numbers_are_stored_as_hashed(org_a):
+    """json.dumps sorts number keys as numbers (9 before 10) and raises nothing; read back as
+    strings they sort as text ("10" before "9"): verify_audit reported such a row tampered."""
+    with tenant_context(org_a):
+        row = audit_record(org_id=org_a.id, actor=Actor.system(), event="test.keys", details={"by_hour": {9: 1, 10: 2}})
+    assert row.details == {"by_hour": {"9": 1, "10": 2}}
     code, out = verify()
     assert code == 0, out
 
