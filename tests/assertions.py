@@ -25,3 +25,22 @@ def settled_answer(org, thread, timeout: float = 10.0):
         if answer.status != "streaming" or time.monotonic() > deadline:
             return answer
         time.sleep(0.05)
+
+
+def tokens_counted(org, provider: str, timeout: float = 10.0) -> int:
+    """The tokens counted today for the org's provider, once no answer is running in this process
+    (the live server's): an answer settles its quota last, beside its audit write."""
+    from providers.services.quota import quota_usage
+    from threads.services.handle import _RUNNING
+
+    deadline = time.monotonic() + timeout
+    while any(not task.done() for task in list(_RUNNING)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return quota_usage(org_id=org.id, provider=provider).tokens_used
+
+
+def counted_without_usage(messages, text: str) -> int:
+    """What a call whose provider reported no usage counts: its prompt and the text that arrived."""
+    from providers.services.quota import estimate_answer_tokens, estimate_prompt_tokens
+
+    return estimate_prompt_tokens(messages) + estimate_answer_tokens(text)

@@ -598,18 +598,18 @@ def estimate_tokens(text_or_messages, max_tokens: int | None = None) -> int:
     answer may take (max_tokens, else DAC_DEFAULT_MAX_TOKENS, 1024)."""
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
         max_tokens = int(getattr(settings, "DAC_DEFAULT_MAX_TOKENS", 1024))
-    return _prompt_tokens(text_or_messages) + max_tokens
+    return estimate_prompt_tokens(text_or_messages) + max_tokens
 
 
-def estimate_used_tokens(text_or_messages, answer_text: str) -> int:
-    """Tokens a call used when its provider reported none (a stream cut before its usage came,
-    an endpoint that never sends it): the prompt and the answer text that arrived, both at the
-    reservation's ~4 characters a token."""
-    return _prompt_tokens(text_or_messages) + math.ceil(len(answer_text) / 4)
-
-
-def _prompt_tokens(text_or_messages) -> int:
+def estimate_prompt_tokens(text_or_messages) -> int:
+    """The prompt at ~4 characters a token (at least 1)."""
     return max(1, math.ceil(_chars(text_or_messages) / 4))
+
+
+def estimate_answer_tokens(text: str) -> int:
+    """Answer text at the same ~4 characters a token: what a call that reported no output tokens
+    is counted for the text that arrived (a stream cut before its usage came, say)."""
+    return math.ceil(len(text) / 4)
 
 
 def _chars(value) -> int:

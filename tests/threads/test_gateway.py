@@ -9,9 +9,9 @@ import openai
 import pytest
 
 from audit.models import AuditLog
-from providers.services.quota import estimate_tokens, estimate_used_tokens, quota_usage
+from providers.services.quota import estimate_tokens, quota_usage
 from tenants.context import tenant_context
-from tests.assertions import settled_answer
+from tests.assertions import counted_without_usage, settled_answer, tokens_counted
 from tests.fakes import Behaviour
 from threads.models import Message, Thread
 
@@ -190,8 +190,7 @@ def test_a_stream_whose_client_left_stops_reading_the_provider(asgi_server, toke
     assert decision.details["outcome"] == "abandoned"
     # It counts the prompt and the little text that arrived, not a full-length answer.
     sent = fakes["openrouter"].requests[0].json["messages"]  # DAC's system prompt, then the conversation
-    counted = _tokens_counted_once_settled(org_a, "openrouter", reserved=estimate_tokens(sent))
-    assert estimate_used_tokens(sent, "") < counted <= estimate_used_tokens(sent, behaviour.text)
+    assert counted_without_usage(sent, "") < tokens_counted(org_a, "openrouter") <= counted_without_usage(sent, behaviour.text)
 
 
 def test_a_stream_kept_in_a_thread_completes_after_its_client_left(asgi_server, token_a, fakes, org_a):
@@ -220,16 +219,27 @@ def test_a_plain_call_whose_client_left_cancels_the_provider_request(asgi_server
     assert len(fakes["openrouter"].requests) == 1  # not retried, not moved to another provider
     # The provider was sent the whole request and most likely answers it: the estimate stays counted.
     sent = fakes["openrouter"].requests[0].json["messages"]
-    assert quota_usage(org_id=org_a.id, provider="openrouter").tokens_used == estimate_tokens(sent)
+    assert tokens_counted(org_a, "openrouter") == estimate_tokens(sent)
 
 
-def _tokens_counted_once_settled(org, provider: str, reserved: int, timeout: float = 5.0) -> int:
-    """The provider's tokens counted today, once they are no longer the reservation's estimate
-    (the settlement runs beside the audit write, so it may land just after the audit row)."""
-    deadline = time.monotonic() + timeout
-    while (counted := quota_usage(org_id=org.id, provider=provider).tokens_used) == reserved and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return counted
+def test_a_plain_call_whose_client_left_before_its_retry_counts_nothing(asgi_server, token_a, fakes, org_a):
+    """The first attempt failed (503, retry in 2 s); the client left during the wait, so no second
+    request goes out and the call's reservation is given back, as for any call that failed."""
+    fakes["openrouter"].behaviour = Behaviour(error="unavailable", retry_after=2)
+    body = {"model": "openrouter/meta/llama", "messages": [{"role": "user", "content": "think hard"}]}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token_a}"}, timeout=0.5)
+    assert tokens_counted(org_a, "openrouter") == 0
+    assert quota_usage(org_id=org_a.id, provider="openrouter").requests_used == 0
+    assert len(fakes["openrouter"].requests) == 1
+
+
+def test_an_answer_whose_provider_reports_no_usage_counts_its_prompt_and_text(sdk, fakes, org_a):
+    """Not the reservation's estimate (the prompt plus max_tokens): what was asked and answered."""
+    fakes["openrouter"].behaviour = Behaviour(text="a short answer", input_tokens=0, output_tokens=0)
+    sdk.chat.completions.create(model="openrouter/meta/llama", max_tokens=4000, messages=[{"role": "user", "content": "hello"}])
+    sent = fakes["openrouter"].requests[0].json["messages"]
+    assert tokens_counted(org_a, "openrouter") == counted_without_usage(sent, "a short answer")
 
 
 def _audited_call(org, timeout: float = 10.0) -> AuditLog:

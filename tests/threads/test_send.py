@@ -13,9 +13,9 @@ from django.test import Client
 
 from audit.models import AuditLog
 from audit.services import Actor
-from providers.services.quota import estimate_tokens, estimate_used_tokens, quota_usage
+from providers.services.quota import estimate_tokens
 from tenants.context import tenant_context
-from tests.assertions import settled_answer
+from tests.assertions import counted_without_usage, settled_answer, tokens_counted
 from tests.fakes import Behaviour
 from threads.models import Message, Thread
 
@@ -259,7 +259,7 @@ def test_failure_after_partial_output_saves_what_arrived(asgi_server, org_a, tok
     assert len(fakes["openrouter"].requests) == 1  # no retry once text reached the user
     # The call counts the prompt and what arrived, not the reservation's estimate (prompt + max_tokens).
     sent = fakes["openrouter"].requests[0].json["messages"]
-    assert quota_usage(org_id=org_a.id, provider="openrouter").tokens_used == estimate_used_tokens(sent, answer.content) < estimate_tokens(sent)
+    assert tokens_counted(org_a, "openrouter") == counted_without_usage(sent, answer.content) < estimate_tokens(sent)
 
 
 def test_no_transaction_is_held_during_a_provider_call(api, org_a, fakes):
@@ -300,4 +300,4 @@ def test_stop_keeps_what_arrived_as_the_answer(asgi_server, org_a, token_a, alic
     assert answer.content and answer.content != "one two three four five six seven eight", lines
     # Stop does not charge a full-length answer: the prompt and the text that arrived count.
     sent = fakes["openrouter"].requests[0].json["messages"]
-    assert quota_usage(org_id=org_a.id, provider="openrouter").tokens_used == estimate_used_tokens(sent, answer.content) < estimate_tokens(sent)
+    assert tokens_counted(org_a, "openrouter") == counted_without_usage(sent, answer.content) < estimate_tokens(sent)

@@ -139,6 +139,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
         first_token_at = None
         if handle.abandoned:  # its reader left before this attempt: no new provider request
             _stopped(answer, candidate, call_started, None)
+            answer.not_sent = True
             return None, produced
         try:
             handle.provider_waiter = asyncio.current_task()  # abandon() cancels it: a stalled provider is not waited for

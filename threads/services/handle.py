@@ -89,6 +89,9 @@ class Answer:
     routing: dict = field(default_factory=dict)
     message_id: int | None = None
     stopped: bool = False
+    # Stopped before its provider request went out (its reader left first, or between retries):
+    # the call's quota reservation is given back.
+    not_sent: bool = False
 
 
 @dataclass(frozen=True)

@@ -143,20 +143,25 @@ async def _record_answer(handle: SendHandle, answer: Answer) -> None:
 def _quota_settlement(handle: SendHandle, answer: Answer) -> tuple[int | None, bool]:
     """(tokens used, None for the reservation's estimate; whether the call counts at all).
 
-    What the provider reported, when it did. A call that failed with nothing to show is released.
-    A plain call whose caller left keeps the estimate: its provider was sent the whole request
-    and most likely answered it in full. Otherwise (a stream stopped or cut, a provider that
-    reports no usage) the prompt and the text that arrived: a provider stops generating when its
-    stream is closed, and the estimate (the prompt plus max_tokens) would charge every Stop as a
-    full-length answer."""
-    reported = (answer.input_tokens or 0) + (answer.output_tokens or 0)
-    if reported:
-        return reported, True
-    if answer.status != Status.COMPLETE and not answer.text:
+    Released when no request went out (its reader left first) or the call failed with nothing
+    to show. What the provider reported, when it did (a half it left out estimated). The
+    estimate for a plain call whose caller left while its provider worked: the provider has the
+    whole request and most likely answers it in full. Otherwise (a stream stopped or cut, a
+    provider that reports no usage) the prompt and the text that arrived: a provider stops
+    generating when its stream is closed, and the estimate (the prompt plus max_tokens) would
+    charge every Stop as a full-length answer."""
+    if answer.not_sent or (answer.status != Status.COMPLETE and not answer.text):
         return None, False
-    if answer.stopped and not handle.options.stream:
-        return None, True
-    return quota.estimate_used_tokens(handle.messages, answer.text), True
+    input_tokens, output_tokens = answer.input_tokens, answer.output_tokens
+    if not (input_tokens or output_tokens):
+        if answer.stopped and not handle.options.stream:
+            return None, True
+        input_tokens = output_tokens = None
+    if input_tokens is None:
+        input_tokens = quota.estimate_prompt_tokens(handle.messages)
+    if output_tokens is None:
+        output_tokens = quota.estimate_answer_tokens(answer.text)
+    return input_tokens + output_tokens, True
 
 
 def _keys_due(handle: SendHandle) -> list[int]:
