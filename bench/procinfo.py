@@ -86,12 +86,13 @@ def cpu_seconds(pids) -> float:
 
 
 def machine_cpu_seconds() -> float:
-    """Busy CPU seconds of the whole machine (all cores) since boot."""
+    """Busy CPU seconds of the whole machine (all cores) since boot: user, nice, system, irq and
+    softirq; not idle, iowait, nor steal (the hypervisor running someone else)."""
     with open("/proc/stat") as f:
         parts = f.readline().split()[1:]
     values = [int(v) for v in parts]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / CLK_TCK
+    return (sum(values[:7]) - idle) / CLK_TCK
 
 
 def memory_kb(pids) -> dict[str, int]:

@@ -348,24 +348,23 @@ class Bench:
 
     # -- one measured run ---------------------------------------------------------------------
     def wait_quiet(self, limit_s: float = 30.0) -> None:
-        """Wait until the machine is idle (under a tenth of a core over a quarter second). A server
-        can go on working after its run has ended (LiteLLM works off the requests its clients
-        gave up on for seconds, at 100 % of the servers' core), which would otherwise take the CPU
-        from the next target's run."""
-        started = time.perf_counter()
-        while time.perf_counter() - started < limit_s:
+        """Wait until the machine is idle: under a tenth of a core in two quarter seconds in a row.
+        A server can go on working after its run has ended (LiteLLM was seen at 100 % of the
+        servers' core for seconds after its first start), which would otherwise take the CPU from
+        the next target's run."""
+        started, quiet = time.perf_counter(), 0
+        while quiet < 2:
+            if time.perf_counter() - started > limit_s:
+                log(f"the machine did not go quiet within {limit_s:.0f} s; measuring anyway")
+                return
             before = procinfo.machine_cpu_seconds()
             time.sleep(0.25)
-            if procinfo.machine_cpu_seconds() - before <= 0.025:
-                break
-        else:
-            log(f"the machine did not go quiet within {limit_s:.0f} s; measuring anyway")
+            quiet = quiet + 1 if procinfo.machine_cpu_seconds() - before <= 0.025 else 0
         waited = time.perf_counter() - started
-        if waited > 1.0:
+        if waited > 1.5:
             log(f"waited {waited:.1f} s for the machine to go quiet")
 
     def measure(self, target: str, point: Point, seconds: float, max_requests: int, record: bool = True) -> dict:
-        self.wait_quiet()
         server = self.servers[self.target_server[target]]
         pids = server.pids()
         backing = (procinfo.postgres_pids(self.database) + procinfo.pids_by_comm("redis-server")) if _uses_backing(target) else []
@@ -411,6 +410,7 @@ class Bench:
                 for target in targets[shift:] + targets[:shift]:
                     if not _runs_at(target, point):
                         continue
+                    self.wait_quiet()
                     if rep == 0:  # a short warm-up per point: connections open, caches filled
                         self.measure(target, point, 0.3, point.concurrency * 3, record=False)
                     run = self.measure(target, point, _run_seconds(args, point), args.max_requests)
@@ -424,6 +424,7 @@ class Bench:
         args = self.args
         log(f"soak: {args.soak_streams} concurrent streams, one DAC process, upstream delay {args.soak_delay_ms} ms"
             f" + {CHUNKS - 1} gaps of {args.soak_gap_ms} ms")
+        self.wait_quiet()
         server = self.start_dac("dac-soak", 1, token)
         target = loadgen.Target(f"http://127.0.0.1:{server.port}/v1/chat/completions", model="openai_compatible/bench-model", token=token)
         self.upstream_config(delay_ms=args.soak_delay_ms, chunk_gap_ms=args.soak_gap_ms)
