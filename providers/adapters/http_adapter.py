@@ -18,6 +18,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from dac.storable_text import storable_text
+
 from .base import BaseAdapter, CompletionResult, Message, ProviderError, StreamEvent
 from .client import TRANSPORT_ERRORS, Reply, received_text, shared_client
 from .http1 import InvalidURL, Response
@@ -126,12 +128,17 @@ class Accumulator:
         return "".join(self.parts)
 
     def add_text(self, text: str | None) -> str:
+        """Record a piece of the answer and return it. Where a provider's text enters DAC, what
+        neither UTF-8 nor PostgreSQL can carry (a lone surrogate from a JSON escape such as
+        "\\ud83d", U+0000) becomes U+FFFD: the answer is then streamed, saved and audited like any
+        other, where it used to fail (an internal error, or a thread's answer left streaming)."""
         if text:
+            text = storable_text(text)
             self.parts.append(text)
         return text or ""
 
     def add_citation(self, url: Any) -> None:
-        if isinstance(url, str) and url and url not in self.citations:
+        if isinstance(url, str) and url and (url := storable_text(url)) not in self.citations:
             self.citations.append(url)
 
 
@@ -287,7 +294,7 @@ class HTTPAdapter(BaseAdapter):
             raise self._error("content_filtered", 200, "the provider withheld the answer (content filter)")
         return CompletionResult(
             text=acc.text,
-            model=acc.model or acc.requested_model,
+            model=_storable_model(acc.model) or acc.requested_model,
             provider=self.name,
             input_tokens=acc.input_tokens,
             output_tokens=acc.output_tokens,
@@ -346,6 +353,11 @@ class HTTPAdapter(BaseAdapter):
         if isinstance(exc, InvalidURL):
             return self._error("bad_request", None, f"invalid base URL for {self.name} ({detail})")
         return self._error("unavailable", None, f"could not reach {self.name} ({detail})")
+
+
+def _storable_model(model: Any) -> str | None:
+    """The model a provider named, as text DAC can store (see `Accumulator.add_text`)."""
+    return storable_text(model) if isinstance(model, str) and model else None
 
 
 def _ms_since(started: float) -> float:

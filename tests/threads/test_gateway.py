@@ -252,3 +252,27 @@ def _audited_call(org, timeout: float = 10.0) -> AuditLog:
             return call
         time.sleep(0.05)
     raise AssertionError("the call was never audited")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_text_utf8_or_postgresql_cannot_carry_becomes_a_replacement_character(asgi_server, token_a, fakes, org_a, stream):
+    """A provider's lone surrogate (a JSON escape such as "\\ud83d") or U+0000, in its answer or
+    the model it names, made the answer an internal error and left a thread's answer streaming
+    for good; now each becomes U+FFFD where the provider's text enters DAC."""
+    import json
+
+    fakes["openrouter"].behaviour = Behaviour(text="smile \ud83d and \x00 nul", model="llama\ud800")
+    with tenant_context(org_a):
+        thread = Thread.objects.create(org=org_a)
+    body = {"model": "openrouter/meta/llama", "stream": stream, "messages": [{"role": "user", "content": "tell me a story"}]}
+    headers = {"Authorization": f"Bearer {token_a}", "X-DAC-Thread-Id": str(thread.pk)}
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers=headers, timeout=20)
+    assert response.status_code == 200, response.text
+    if stream:
+        chunks = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+        content = "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks if chunk["choices"])
+    else:
+        content = response.json()["choices"][0]["message"]["content"]
+    assert content == "smile \ufffd and \ufffd nul"
+    answer = settled_answer(org_a, thread)
+    assert (answer.status, answer.content, answer.model) == ("complete", "smile \ufffd and \ufffd nul", "llama\ufffd")
