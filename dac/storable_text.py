@@ -15,6 +15,16 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _UNSTORABLE_IN_JSON = re.compile("\\\\u0000|[\ud800-\udfff]")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first surrogate code point in `text`, or None. In a str a surrogate is always alone
+    (JSON's escaped pairs decode to one character), and no encoding can carry it."""
+    found = _SURROGATE.search(text)
+    return found.group() if found else None
+
+
 def storable_text(text: str) -> str:
     return _UNSTORABLE.sub("\ufffd", text)
 

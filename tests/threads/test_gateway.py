@@ -88,6 +88,26 @@ def test_a_message_with_a_null_character_for_a_thread_is_a_400_and_nothing_is_sa
     assert not fakes["openai"].requests and not fakes["openrouter"].requests
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("in_thread", [False, True], ids=["no-thread", "thread"])
+def test_a_message_with_half_a_surrogate_pair_is_a_400_and_nothing_is_saved(asgi_server, token_a, fakes, org_a, in_thread, stream):
+    """A lone surrogate (JSON's "\\ud83d" without its other half) cannot be sent on to a provider
+    nor saved: it was a 502 'DAC failed while answering' (500 with a thread, a failed stream)."""
+    headers = {"Authorization": f"Bearer {token_a}", "Content-Type": "application/json"}
+    if in_thread:
+        with tenant_context(org_a):
+            thread = Thread.objects.create(org=org_a)
+        headers["X-DAC-Thread-Id"] = str(thread.pk)
+    body = '{"model": "auto", "stream": %s, "messages": [{"role": "user", "content": "half \\ud83d an emoji"}]}' % str(stream).lower()
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", content=body.encode(), headers=headers, timeout=20)
+    assert response.status_code == 400, response.text
+    assert "U+D83D, half of a UTF-16 surrogate pair" in response.json()["error"]["message"]
+    if in_thread:
+        with tenant_context(org_a):
+            assert not Message.objects.filter(thread=thread).exists()
+    assert not fakes["openai"].requests and not fakes["openrouter"].requests
+
+
 def test_a_message_with_a_null_character_without_a_thread_is_answered_and_audited(sdk, fakes, org_a):
     """Nothing is stored but the audit record, whose routing reason quotes the message: U+0000
     there is stored as U+FFFD (it made the append fail: '503 unrecorded' after the provider had

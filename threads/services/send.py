@@ -31,6 +31,7 @@ from django.utils import timezone
 from dac.db.steps import db_step
 from dac.errors import Conflict, ProviderFailed, ValidationFailed
 from dac.org_cache import PerOrgCache
+from dac.storable_text import lone_surrogate
 from providers.services import quota
 from providers.services.keys import active_keys, active_keys_cached
 from routing.services import RoutePlan, org_routing, org_routing_cached, plan_route
@@ -58,6 +59,8 @@ def validate_content(content) -> str:
         raise ValidationFailed("The message is empty: write something first.", detail={"content": "empty"})
     if "\x00" in content:  # PostgreSQL's text cannot hold it: refused here, not failed at the save
         raise ValidationFailed("The message contains a null character (\\u0000); remove it.", detail={"content": "null_character"})
+    if surrogate := lone_surrogate(content):
+        raise ValidationFailed(_surrogate_message("The message", surrogate), detail={"content": "lone_surrogate"})
     limit = settings.DAC_MAX_MESSAGE_CHARS
     if len(content) > limit:
         raise ValidationFailed(
@@ -85,6 +88,8 @@ def validate_history(history) -> list[dict]:
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
         if not isinstance(content, str):
             raise ValidationFailed(f"messages[{index}].content must be text.", detail={"messages": index})
+        if surrogate := lone_surrogate(content):  # it could not even be sent on to a provider
+            raise ValidationFailed(_surrogate_message(f"messages[{index}].content", surrogate), detail={"messages": index})
         total += len(content)
         clean.append({"role": role, "content": content})
     if not any(m["role"] == "user" and m["content"].strip() for m in clean):
@@ -93,6 +98,11 @@ def validate_history(history) -> list[dict]:
     if total > limit:
         raise ValidationFailed(f"The conversation is {total:,} characters long; the limit is {limit:,}.", detail={"messages": "too_long"})
     return clean
+
+
+def _surrogate_message(what: str, surrogate: str) -> str:
+    return (f"{what} contains U+{ord(surrogate):04X}, half of a UTF-16 surrogate pair, which is not a "
+            "character (a JSON \\u escape cut in two?); send the whole character.")
 
 
 def _validate_options(options: SendOptions) -> None:
