@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -27,6 +28,7 @@ from tenants.services import TokenInvalid, api_token_authenticate, api_token_cac
 from threads.models import Status
 from threads.services import Caller, SendOptions, message_send
 from threads.services.handle import Answer, Failed, Finished, SendHandle
+from threads.services.send import validate_history
 
 MAX_BODY_BYTES = 2_000_000
 MAX_OUTPUT_TOKENS = 128_000
@@ -97,21 +99,60 @@ def _parse_model(model) -> tuple[str | None, str | None]:
 
 
 def _parse_body(request: HttpRequest) -> dict:
-    if len(request.body) > MAX_BODY_BYTES:
-        raise GatewayError(413, f"Request body is larger than {MAX_BODY_BYTES:,} bytes.")
+    too_large = GatewayError(413, f"Request body is larger than {MAX_BODY_BYTES:,} bytes.")
     try:
-        body = json.loads(request.body or b"")
+        raw = request.body
+    except RequestDataTooBig:  # past Django's own limit (DATA_UPLOAD_MAX_MEMORY_SIZE)
+        raise too_large from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise too_large
+    try:
+        body = json.loads(raw or b"")
     except (ValueError, UnicodeDecodeError):
         raise GatewayError(400, "The request body is not valid JSON.") from None
+    except RecursionError:
+        raise GatewayError(400, "The request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.")
     return body
 
 
+# Request fields that change what the answer is (its shape, its count, where it stops), which
+# DAC's providers are not asked for: refused, not ignored, so a client never takes a plain-text
+# answer for what it asked. A value meaning "the default" (n 1, no tools, text format...) passes.
+_UNSUPPORTED = {
+    "tools": "tool calling", "functions": "function calling", "tool_choice": "tool calling",
+    "function_call": "function calling", "response_format": "structured output",
+    "n": "several choices", "stop": "stop sequences", "logprobs": "log probabilities",
+    "top_logprobs": "log probabilities", "modalities": "audio output", "audio": "audio output",
+    "prediction": "predicted outputs",
+}
+_DEFAULTS = {"n": (1,), "tool_choice": ("none", "auto"), "function_call": ("none", "auto"), "top_logprobs": (0,),
+             "response_format": ({"type": "text"},), "modalities": (["text"],)}
+
+
+def _refuse_unsupported(body: dict) -> None:
+    for name, feature in _UNSUPPORTED.items():
+        value = body.get(name)
+        if value is None or value is False or value in ([], {}, "") or value in _DEFAULTS.get(name, ()):
+            continue
+        raise GatewayError(
+            400, f"{name} is not supported: DAC's gateway answers with one text message ({feature} is not available here).",
+            param=name, code="unsupported_parameter",
+        )
+
+
+def _max_tokens(body: dict) -> int | None:
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_TOKENS):
+        raise GatewayError(400, f"{name} must be an integer from 1 to {MAX_OUTPUT_TOKENS:,}.", param=name)
+    return value
+
+
 def _options(body: dict, provider: str | None, model: str | None) -> SendOptions:
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_OUTPUT_TOKENS):
-        raise GatewayError(400, f"max_tokens must be an integer from 1 to {MAX_OUTPUT_TOKENS:,}.", param="max_tokens")
+    _refuse_unsupported(body)
+    max_tokens = _max_tokens(body)
     temperature = body.get("temperature")
     if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2):
         raise GatewayError(400, "temperature must be a number from 0 to 2.", param="temperature")
@@ -129,11 +170,21 @@ def _options(body: dict, provider: str | None, model: str | None) -> SendOptions
     return SendOptions(provider=provider, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream)
 
 
+def _new_message(messages: list) -> str:
+    """With X-DAC-Thread-Id the thread keeps the conversation and the request's last message is
+    the new one, the user's (checked as a whole conversation is without the header)."""
+    last = validate_history(messages)[-1]
+    if last["role"] != "user":
+        raise GatewayError(400, "With X-DAC-Thread-Id the last message must be the user's new message: the thread keeps "
+                                "the conversation, so only that message is added to it.", param="messages")
+    return last["content"]
+
+
 def _thread_id(request: HttpRequest) -> int | None:
     value = request.headers.get("X-DAC-Thread-Id")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
         raise GatewayError(400, "X-DAC-Thread-Id must be a thread id.", param="X-DAC-Thread-Id")
     return int(value)
 
@@ -166,8 +217,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             thread_id = _thread_id(request)
             caller = Caller(org_id=token.org_id, token=token)
             if thread_id is not None:
-                content = next((m.get("content") for m in reversed(body["messages"]) if isinstance(m, dict) and m.get("role") == "user"), None)
-                handle = await message_send(caller=caller, thread_id=thread_id, content=content, options=options)
+                handle = await message_send(caller=caller, thread_id=thread_id, content=_new_message(body["messages"]), options=options)
             else:
                 handle = await message_send(caller=caller, history=body["messages"], options=options)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -279,8 +280,6 @@ def test_text_utf8_or_postgresql_cannot_carry_becomes_a_replacement_character(as
     """A provider's lone surrogate (a JSON escape such as "\\ud83d") or U+0000, in its answer or
     the model it names, made the answer an internal error and left a thread's answer streaming
     for good; now each becomes U+FFFD where the provider's text enters DAC."""
-    import json
-
     fakes["openrouter"].behaviour = Behaviour(text="smile \ud83d and \x00 nul", model="llama\ud800")
     with tenant_context(org_a):
         thread = Thread.objects.create(org=org_a)
@@ -296,3 +295,77 @@ def test_text_utf8_or_postgresql_cannot_carry_becomes_a_replacement_character(as
     assert content == "smile \ufffd and \ufffd nul"
     answer = settled_answer(org_a, thread)
     assert (answer.status, answer.content, answer.model) == ("complete", "smile \ufffd and \ufffd nul", "llama\ufffd")
+
+
+_TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+_USER = {"role": "user", "content": "hello"}
+
+
+@pytest.mark.parametrize("extra, param, says", [
+    ({"tools": [_TOOL], "tool_choice": "required"}, "tools", "tools is not supported"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format", "structured output"),
+    ({"n": 3}, "n", "several choices"),
+    ({"stop": ["Everything"]}, "stop", "stop sequences"),
+    ({"logprobs": True, "top_logprobs": 2}, "logprobs", "log probabilities"),
+    ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}, "modalities", "audio output"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "what is in this image?"},
+                                                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]},
+     "messages", "messages[0].content holds a 'image_url' part"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}, "messages", "a text part whose text is not a string"),
+    ({"messages": [{"role": ["user"], "content": "hi"}]}, "messages", "messages[0].role ['user'] is not one of"),
+    ({"max_completion_tokens": 0}, "max_completion_tokens", "max_completion_tokens must be an integer"),
+    ({"max_completion_tokens": None, "max_tokens": 0}, "max_tokens", "max_tokens must be an integer"),
+], ids=["tools", "response_format", "n", "stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
+        "max_completion_tokens", "max_tokens-beside-null"])
+def test_what_the_gateway_cannot_honour_is_a_400_not_silently_ignored(asgi_server, token_a, fakes, extra, param, says):
+    """Each was answered 200 with one plain-text choice (the field dropped, the image never sent),
+    or a 500 for the malformed ones; a client must not take that for what it asked."""
+    body = {"model": "openrouter/meta/llama", "messages": [_USER], **extra}
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token_a}"}, timeout=20)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and says in error["message"], error
+    assert not fakes["openrouter"].requests
+
+
+def test_fields_at_their_defaults_are_accepted(sdk, fakes):
+    fakes["openrouter"].behaviour = Behaviour(text="fine")
+    completion = sdk.chat.completions.create(
+        model="openrouter/meta/llama", messages=[{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
+        n=1, tools=[], response_format={"type": "text"}, stop=None, logprobs=False, tool_choice="none",
+    )
+    assert completion.choices[0].message.content == "fine"
+
+
+def test_bodies_too_large_or_too_deep_get_the_gateways_json_error(asgi_server, token_a, fakes):
+    """Past Django's own limit (2.5 MB) the answer was its HTML 'Bad Request (400)'; a body nested
+    thousands deep was a 500 (RecursionError)."""
+    headers = {"Authorization": f"Bearer {token_a}", "Content-Type": "application/json"}
+    big = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "x" * 3_000_000}]}).encode()
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", content=big, headers=headers, timeout=30)
+    assert response.status_code == 413 and "larger than 2,000,000 bytes" in response.json()["error"]["message"]
+    deep = b'{"model": "auto", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", content=deep, headers=headers, timeout=30)
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]["message"]
+    assert not fakes["openrouter"].requests
+
+
+@pytest.mark.parametrize("value", ["\u00b2".encode("latin-1"), b"1" * 5000], ids=["superscript-two", "5000-digits"])
+def test_a_thread_id_that_is_not_one_is_a_400(asgi_server, token_a, value):
+    """'²' passes str.isdigit() and then failed int(); 5,000 digits passed the int conversion limit: 500s."""
+    headers = [(b"Authorization", f"Bearer {token_a}".encode()), (b"X-DAC-Thread-Id", value)]
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", json={"model": "auto", "messages": [_USER]}, headers=headers, timeout=20)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "X-DAC-Thread-Id"
+
+
+def test_with_a_thread_the_last_message_must_be_the_users_new_one(sdk, fakes, org_a):
+    """An assistant-last conversation sent the last user message again and saved it twice."""
+    with tenant_context(org_a):
+        thread = Thread.objects.create(org=org_a)
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}],
+                                    extra_headers={"X-DAC-Thread-Id": str(thread.pk)})
+    assert "the last message must be the user's new message" in refused.value.message
+    with tenant_context(org_a):
+        assert not Message.objects.filter(thread=thread).exists()
+    assert not fakes["openrouter"].requests and not fakes["openai"].requests

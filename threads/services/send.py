@@ -81,11 +81,11 @@ def validate_history(history) -> list[dict]:
         role = message.get("role")
         if role == "developer":
             role = "system"
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise ValidationFailed(f"messages[{index}].role {role!r} is not one of system, user, assistant.", detail={"messages": index})
         content = message.get("content")
-        if isinstance(content, list):  # typed parts: keep the text ones
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+        if isinstance(content, list):  # typed parts
+            content = _text_of_parts(content, index)
         if not isinstance(content, str):
             raise ValidationFailed(f"messages[{index}].content must be text.", detail={"messages": index})
         if surrogate := lone_surrogate(content):  # it could not even be sent on to a provider
@@ -98,6 +98,25 @@ def validate_history(history) -> list[dict]:
     if total > limit:
         raise ValidationFailed(f"The conversation is {total:,} characters long; the limit is {limit:,}.", detail={"messages": "too_long"})
     return clean
+
+
+def _text_of_parts(parts: list, index: int) -> str:
+    """The text of a message given as typed parts. Only text parts: an image or audio part the
+    providers are not sent would be answered as if it were not there."""
+    texts = []
+    for part in parts:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+            continue
+        if kind == "text":
+            what = "a text part whose text is not a string"
+        elif isinstance(kind, str):
+            what = f"a {kind!r} part"
+        else:
+            what = "a part that is not an object with a type"
+        raise ValidationFailed(f"messages[{index}].content holds {what}: only text parts are supported.", detail={"messages": index})
+    return "".join(texts)
 
 
 def _surrogate_message(what: str, surrogate: str) -> str:
