@@ -164,6 +164,8 @@ def _options(body: dict, provider: str | None, model: str | None) -> SendOptions
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise GatewayError(400, "stream_options must be an object.", param="stream_options")
+    if not isinstance(stream_options.get("include_usage", False), bool):  # "false" would read as true
+        raise GatewayError(400, "stream_options.include_usage must be a boolean.", param="stream_options")
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise GatewayError(400, "user must be a string.", param="user")

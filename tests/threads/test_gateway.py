@@ -315,8 +315,9 @@ _USER = {"role": "user", "content": "hello"}
     ({"messages": [{"role": ["user"], "content": "hi"}]}, "messages", "messages[0].role ['user'] is not one of"),
     ({"max_completion_tokens": 0}, "max_completion_tokens", "max_completion_tokens must be an integer"),
     ({"max_completion_tokens": None, "max_tokens": 0}, "max_tokens", "max_tokens must be an integer"),
+    ({"stream": True, "stream_options": {"include_usage": "false"}}, "stream_options", "include_usage must be a boolean"),
 ], ids=["tools", "response_format", "n", "stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
-        "max_completion_tokens", "max_tokens-beside-null"])
+        "max_completion_tokens", "max_tokens-beside-null", "include_usage-string"])
 def test_what_the_gateway_cannot_honour_is_a_400_not_silently_ignored(asgi_server, token_a, fakes, extra, param, says):
     """Each was answered 200 with one plain-text choice (the field dropped, the image never sent),
     or a 500 for the malformed ones; a client must not take that for what it asked."""
