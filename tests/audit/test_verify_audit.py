@@ -16,7 +16,8 @@ from django.db import connections
 
 from audit.chain import canonical_content, link_hash
 from audit.services import Actor, audit_record
-from tenants.context import tenant_context
+from tenants.context import operator_context, tenant_context
+from tenants.models import Organization
 
 pytestmark = pytest.mark.django_db(databases=["default", "owner"], transaction=True)
 
@@ -166,6 +167,20 @@ def test_a_tampered_system_chain_is_found(chain):
     owner_sql("UPDATE audit_auditlog SET actor_label = 'someone else' WHERE org_id IS NULL AND event = 'test.system'")
     code, out = verify()
     assert code == 1 and "system chain:" in out and "BROKEN" in out.split("system chain:")[1]
+
+
+def test_a_deleted_orgs_chain_is_still_verified_and_its_tampering_found(chain):
+    """Its rows stay when an org is deleted (an expired demo sandbox): they were never checked
+    ("All 2 chain(s) verified" with one of them edited)."""
+    org_id = chain.id
+    with operator_context(reason="test", audit=False):
+        Organization.objects.filter(pk=org_id).delete()
+    code, out = verify()
+    assert code == 0, out
+    assert f"deleted org {org_id}: 6 entries, OK" in out and "All 3 chain(s) verified." in out
+    owner_sql("UPDATE audit_auditlog SET details = '{\"i\": 99}' WHERE org_id = %s AND seq = 3", [org_id])
+    code, out = verify()
+    assert code == 1 and f"deleted org {org_id}: 6 entries, BROKEN at seq 3" in out, out
 
 
 def test_naming_one_org_checks_only_that_chain(chain):

@@ -1,13 +1,15 @@
 """`manage.py verify_audit [<org-slug>]`: walk each audit chain and report the first broken link.
 
-With no slug: every org's chain and the system chain (org-less events: operator bypasses, failed
-logins). Prints per chain the number of entries and the head (seq and hash: keep the heads
+With no slug: every org's chain, the chains of deleted orgs (an expired demo sandbox: its rows
+stay, the record of what happened) and the system chain (org-less events: operator bypasses,
+failed logins). Prints per chain the number of entries and the head (seq and hash: keep the heads
 somewhere the database's owner cannot write, and a later run also shows a truncated tail), or
 the first broken link; exits non-zero if any chain is broken.
 """
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.models import AuditLog
 from audit.selectors import ChainStatus, audit_chain_status
 from tenants.context import operator_context, tenant_context
 from tenants.management.commands._helpers import org_by_slug
@@ -28,9 +30,11 @@ class Command(BaseCommand):
                 results.append((f"{org.slug} (org {org.pk})", audit_chain_status(org_id=org.pk)))
         else:
             with operator_context(reason="manage.py verify_audit", actor="manage.py"):
-                orgs = list(Organization.objects.order_by("pk").values_list("pk", "slug"))
-                for pk, slug in orgs:
-                    results.append((f"{slug} (org {pk})", audit_chain_status(org_id=pk)))
+                slugs = dict(Organization.objects.values_list("pk", "slug"))
+                chains = AuditLog.objects.exclude(org_id=None).order_by().values_list("org_id", flat=True).distinct()
+                for pk in sorted(set(slugs) | set(chains)):
+                    name = f"{slugs[pk]} (org {pk})" if pk in slugs else f"deleted org {pk}"
+                    results.append((name, audit_chain_status(org_id=pk)))
                 results.append(("system chain", audit_chain_status(org_id=None)))
         broken = 0
         for name, status in results:
