@@ -370,3 +370,17 @@ def test_with_a_thread_the_last_message_must_be_the_users_new_one(sdk, fakes, or
     with tenant_context(org_a):
         assert not Message.objects.filter(thread=thread).exists()
     assert not fakes["openrouter"].requests and not fakes["openai"].requests
+
+
+def test_after_a_fallback_the_rate_limit_headers_are_the_answering_providers(sdk, fakes, org_a):
+    """They described the provider that failed (its limit, and a request since given back)."""
+    from audit.services import Actor
+    from providers.services.limits import quota_limit_set
+
+    quota_limit_set(org_id=org_a.id, provider="openai", requests_per_day=50, tokens_per_day=None, actor=Actor.system("test"))
+    fakes["openai"].behaviour = Behaviour(error="auth")
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "write a python function that returns nothing"}]
+    )
+    assert raw.headers["x-dac-provider"] != "openai"
+    assert raw.headers["x-ratelimit-limit-requests"] == "1000" and raw.headers["x-ratelimit-remaining-requests"] == "999"

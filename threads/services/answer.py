@@ -96,7 +96,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
         estimated = handle.reservation.tokens
         await quota.quota_release_async(handle.reservation)
         try:
-            index, reservation = await db_step(_reserve_next, handle, estimated)
+            index, reservation, handle.usage_headers = await db_step(_reserve_next, handle, estimated)
         except ApplicationError:
             break
         handle.candidate_index, handle.reservation = index, reservation
@@ -109,8 +109,13 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
 
 
 def _reserve_next(handle: SendHandle, estimated: int):
-    with tenant_context(handle.caller.org_id):
-        return _reserve_from(handle.plan, handle.candidate_index + 1, handle.caller.org_id, estimated)
+    """The next candidate that has quota left: its index, its reservation and the X-RateLimit-*
+    headers that now describe the call (the provider it falls back to, not the one that failed)."""
+    org_id = handle.caller.org_id
+    with tenant_context(org_id):
+        index, reservation = _reserve_from(handle.plan, handle.candidate_index + 1, org_id, estimated)
+        usage = reservation.usage or quota.quota_usage(org_id=org_id, provider=reservation.provider)
+        return index, reservation, quota.rate_limit_headers(usage)
 
 
 async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answer) -> tuple[ProviderError | None, bool]:
