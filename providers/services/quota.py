@@ -86,6 +86,19 @@ class QuotaExceeded(RateLimited):
         self.retry_after = retry_after
 
 
+class RequestOverDailyLimit(QuotaExceeded):
+    """400 `request_over_daily_limit`: this request alone may use more tokens than the provider's
+    whole daily limit, so waiting for the reset would not help (a 429 with a Retry-After of hours
+    said it would, and clients retried). Still a QuotaExceeded: the next provider is tried."""
+
+    status = 400
+    code = "request_over_daily_limit"
+
+    def __init__(self, message: str, *, provider: str, limit: int, tokens: int):
+        ApplicationError.__init__(self, message, detail={"max_tokens": tokens, "provider": provider, "limit_kind": "tokens", "limit": limit})
+        self.provider, self.limit_kind, self.limit, self.retry_after = provider, "tokens", limit, None
+
+
 class QuotaStoreBusy(ApplicationError):
     """Counters kept moving between the stores while we tried to count (never seen in tests)."""
 
@@ -493,6 +506,12 @@ class QuotaService:
         if outcome.status == OVER_REQUESTS:
             return QuotaExceeded(f"Daily request limit of {requests_limit:,} for {provider} reached; {resets}.",
                                  provider=provider, limit_kind="requests", limit=requests_limit, retry_after=retry_after)
+        if tokens > tokens_limit:
+            return RequestOverDailyLimit(
+                f"This request may use up to {tokens:,} tokens (its prompt and max_tokens), more than the daily token limit of "
+                f"{tokens_limit:,} for {provider}: lower max_tokens, or ask an admin to raise the limit.",
+                provider=provider, limit=tokens_limit, tokens=tokens,
+            )
         left = max(0, tokens_limit - outcome.tokens)
         needs = f": {left:,} tokens left, this request may use up to {tokens:,}" if left else ""
         return QuotaExceeded(f"Daily token limit of {tokens_limit:,} for {provider} reached{needs}; {resets}.",

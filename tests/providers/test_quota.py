@@ -143,6 +143,19 @@ def test_a_call_whose_token_estimate_does_not_fit_is_refused_and_counts_nothing(
     quota_reserve(org_id=org_a.id, provider="openai", estimated_tokens=200)
 
 
+def test_a_request_bigger_than_the_whole_daily_limit_is_a_400_without_retry_after(service, org_a):
+    """A 429 'resets at 00:00 UTC' with a Retry-After of hours: clients waited and retried, and it
+    failed the same way the next day."""
+    _limits(org_a, tokens=1000)
+    with pytest.raises(QuotaExceeded) as caught:
+        quota_reserve(org_id=org_a.id, provider="openai", estimated_tokens=1026)
+    refused = caught.value
+    assert (refused.status, refused.code, refused.headers) == (400, "request_over_daily_limit", {})
+    assert refused.message == ("This request may use up to 1,026 tokens (its prompt and max_tokens), more than the daily token "
+                               "limit of 1,000 for openai: lower max_tokens, or ask an admin to raise the limit.")
+    assert quota_usage(org_id=org_a.id, provider="openai").requests_used == 0
+
+
 def test_reconcile_replaces_the_estimate_with_the_reported_tokens_and_none_keeps_it(service, org_a):
     first = quota_reserve(org_id=org_a.id, provider="openai", estimated_tokens=1000)
     quota_reconcile(first, actual_tokens=130)
