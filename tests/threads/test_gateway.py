@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import httpx
@@ -384,3 +385,42 @@ def test_after_a_fallback_the_rate_limit_headers_are_the_answering_providers(sdk
     )
     assert raw.headers["x-dac-provider"] != "openai"
     assert raw.headers["x-ratelimit-limit-requests"] == "1000" and raw.headers["x-ratelimit-remaining-requests"] == "999"
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["no-thread", "thread"])
+def test_a_client_that_leaves_while_its_call_is_prepared_leaves_nothing_behind(asgi_server, token_a, fakes, org_a, monkeypatch, in_thread):
+    """The preparing thread reserved quota (and with a thread saved a 'streaming' answer) after the
+    client had gone: nothing started the answer, so the reservation was never settled. Now the
+    answer runs its course: without a thread it ends before the provider, its quota given back;
+    with one it is produced and saved, as when a client leaves mid-answer."""
+    from threads.services import send
+
+    prepare, prepared = send._prepare, threading.Event()
+
+    def slow_prepare(*args):
+        time.sleep(0.6)  # the client (0.3 s) leaves meanwhile
+        try:
+            return prepare(*args)
+        finally:
+            prepared.set()
+
+    monkeypatch.setattr(send, "_prepare", slow_prepare)
+    fakes["openrouter"].behaviour = Behaviour(text="kept anyway")
+    headers = {"Authorization": f"Bearer {token_a}"}
+    if in_thread:
+        with tenant_context(org_a):
+            thread = Thread.objects.create(org=org_a)
+        headers["X-DAC-Thread-Id"] = str(thread.pk)
+    body = {"model": "openrouter/meta/llama", "messages": [{"role": "user", "content": "hello"}]}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers=headers, timeout=0.3)
+    assert prepared.wait(10)  # it reserved (and saved the thread's rows) after the client had left
+    if in_thread:
+        answer = settled_answer(org_a, thread)
+        assert (answer.status, answer.content) == ("complete", "kept anyway")
+        assert quota_usage(org_id=org_a.id, provider="openrouter").requests_used == 1 and len(fakes["openrouter"].requests) == 1
+    else:
+        deadline = time.monotonic() + 10
+        while (counted := quota_usage(org_id=org_a.id, provider="openrouter")).requests_used and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (counted.requests_used, counted.tokens_used) == (0, 0) and not fakes["openrouter"].requests

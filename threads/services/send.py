@@ -21,6 +21,7 @@ runs through `db_step`, which returns the pooled connection as soon as the step 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -162,7 +163,24 @@ async def message_send(
         handle = await _prepare_on_loop(caller, content, history, options, started)
         if handle is not None:
             return handle
-    return await db_step(_prepare, caller, content, thread_id, history, options, started)
+    preparing = asyncio.ensure_future(db_step(_prepare, caller, content, thread_id, history, options, started))
+    try:
+        return await asyncio.shield(preparing)
+    except asyncio.CancelledError:  # the caller left; the preparing thread goes on all the same
+        preparing.add_done_callback(_abandon_prepared)
+        raise
+
+
+def _abandon_prepared(preparing: asyncio.Future) -> None:
+    """A handle prepared for a caller that left while it was prepared: started and abandoned at
+    once, so it runs its course (a thread's answer is produced and saved; any other ends before
+    calling a provider and gives its quota back) instead of holding a reservation, and a thread's
+    row 'streaming', with nothing to settle them."""
+    if preparing.cancelled() or preparing.exception() is not None:
+        return
+    handle = preparing.result()
+    handle.start()
+    handle.abandon()
 
 
 async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], options: SendOptions, started: float) -> SendHandle | None:
