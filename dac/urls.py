@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("v1/chat/completions", gateway.chat_completions, name="gateway-chat"),
     path("v1/models", gateway.models, name="gateway-models"),
+    path("v1/models/<path:model_id>", gateway.model, name="gateway-model"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

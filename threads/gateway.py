@@ -207,7 +207,7 @@ def _answered_model(answer: Answer, handle: SendHandle) -> str:
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        return GatewayError(405, "Use POST.", code="method_not_allowed").response()
+        return GatewayError(405, "Use POST.", code="method_not_allowed", headers={"Allow": "POST"}).response()
     started = time.perf_counter()
     try:
         token = await _authenticate(request)
@@ -346,15 +346,34 @@ async def _stream(handle: SendHandle, include_usage: bool):
 
 
 async def models(request: HttpRequest) -> HttpResponse:
+    """GET /v1/models: what `model` may name for this token's org."""
     if request.method != "GET":
-        return GatewayError(405, "Use GET.", code="method_not_allowed").response()
+        return GatewayError(405, "Use GET.", code="method_not_allowed", headers={"Allow": "GET"}).response()
     try:
         token = await _authenticate(request)
     except GatewayError as exc:
         return exc.response()
     ids = await db_step(_model_ids, token.org_id)
     created = int(time.time())
-    return JsonResponse({"object": "list", "data": [{"id": model_id, "object": "model", "created": created, "owned_by": model_id.split("/")[0] if "/" in model_id else "dac"} for model_id in ids]})
+    return JsonResponse({"object": "list", "data": [_model_object(model_id, created) for model_id in ids]})
+
+
+async def model(request: HttpRequest, model_id: str) -> HttpResponse:
+    """GET /v1/models/{id} (the SDK's `models.retrieve`): one entry of the list, or a 404."""
+    if request.method != "GET":
+        return GatewayError(405, "Use GET.", code="method_not_allowed", headers={"Allow": "GET"}).response()
+    try:
+        token = await _authenticate(request)
+    except GatewayError as exc:
+        return exc.response()
+    if model_id not in await db_step(_model_ids, token.org_id):
+        return GatewayError(404, f"The model {model_id!r} is not available to this organization: GET /v1/models lists those that are.",
+                            code="model_not_found", param="model").response()
+    return JsonResponse(_model_object(model_id, int(time.time())))
+
+
+def _model_object(model_id: str, created: int) -> dict:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": model_id.split("/")[0] if "/" in model_id else "dac"}
 
 
 def _model_ids(org_id: int) -> list[str]:

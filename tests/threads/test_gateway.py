@@ -128,6 +128,18 @@ def test_models_lists_configured_providers_and_auto(sdk, fakes):
     assert "openai/gpt-4o-mini" in ids and "perplexity/sonar" in ids and "gemini/gemini-2.5-flash" in ids
 
 
+def test_one_model_is_retrieved_by_its_id_as_the_sdk_asks(sdk, asgi_server, token_a, fakes):
+    """`models.retrieve` was a 404 for every model, listed or not."""
+    assert sdk.models.retrieve("auto").id == "auto"
+    retrieved = sdk.models.retrieve("openai/gpt-4o-mini")
+    assert (retrieved.id, retrieved.owned_by) == ("openai/gpt-4o-mini", "openai")
+    with pytest.raises(openai.NotFoundError) as missing:
+        sdk.models.retrieve("openai/no-such-model")
+    assert missing.value.body["code"] == "model_not_found"
+    wrong = httpx.get(f"{asgi_server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {token_a}"})
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
+
+
 def test_bad_token_is_401_in_openai_shape(asgi_server):
     client = openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key="dac_nope_nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as info:
