@@ -347,12 +347,9 @@ async def _stream(handle: SendHandle, include_usage: bool):
 
 async def models(request: HttpRequest) -> HttpResponse:
     """GET /v1/models: what `model` may name for this token's org."""
-    if request.method != "GET":
-        return GatewayError(405, "Use GET.", code="method_not_allowed", headers={"Allow": "GET"}).response()
-    try:
-        token = await _authenticate(request)
-    except GatewayError as exc:
-        return exc.response()
+    token, refused = await _token_of_get(request)
+    if refused is not None:
+        return refused
     ids = await db_step(_model_ids, token.org_id)
     created = int(time.time())
     return JsonResponse({"object": "list", "data": [_model_object(model_id, created) for model_id in ids]})
@@ -360,16 +357,23 @@ async def models(request: HttpRequest) -> HttpResponse:
 
 async def model(request: HttpRequest, model_id: str) -> HttpResponse:
     """GET /v1/models/{id} (the SDK's `models.retrieve`): one entry of the list, or a 404."""
-    if request.method != "GET":
-        return GatewayError(405, "Use GET.", code="method_not_allowed", headers={"Allow": "GET"}).response()
-    try:
-        token = await _authenticate(request)
-    except GatewayError as exc:
-        return exc.response()
+    token, refused = await _token_of_get(request)
+    if refused is not None:
+        return refused
     if model_id not in await db_step(_model_ids, token.org_id):
         return GatewayError(404, f"The model {model_id!r} is not available to this organization: GET /v1/models lists those that are.",
                             code="model_not_found", param="model").response()
     return JsonResponse(_model_object(model_id, int(time.time())))
+
+
+async def _token_of_get(request: HttpRequest):
+    """(the API token, None), or (None, the response refusing the request: 405 or 401)."""
+    if request.method != "GET":
+        return None, GatewayError(405, "Use GET.", code="method_not_allowed", headers={"Allow": "GET"}).response()
+    try:
+        return await _authenticate(request), None
+    except GatewayError as exc:
+        return None, exc.response()
 
 
 def _model_object(model_id: str, created: int) -> dict:
