@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarning
 
 MARK = "zqx-org-a-secret"  # in every piece of org A's data an attacker could see
 NEVER_OK = {200, 201, 202, 204}
-NOT_IDS = {"provider"}  # URL parameters that name no object of an org
+NOT_IDS = {"provider", "model_id"}  # URL parameters that name no object of an org
 
 
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>|\(\?P<(\w+)>[^)]*\)")
