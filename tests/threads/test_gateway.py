@@ -140,6 +140,17 @@ def test_one_model_is_retrieved_by_its_id_as_the_sdk_asks(sdk, asgi_server, toke
     assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
 
 
+def test_a_conversation_without_a_thread_reaches_the_provider_as_the_client_wrote_it(sdk, fakes):
+    """DAC's own system prompt ('You are the assistant of DAC... Use Markdown where it helps') was
+    added to it, changing what a client's JSON-only or formatting instructions asked for. Twice:
+    the first call prepares on the thread pool, the second (caches warm) on the event loop."""
+    fakes["openrouter"].behaviour = Behaviour(text="[1, 2]")
+    conversation = [{"role": "system", "content": "Reply with a JSON array only."}, {"role": "user", "content": "two numbers"}]
+    for _ in range(2):
+        sdk.chat.completions.create(model="openrouter/meta/llama", messages=conversation)
+    assert [request.json["messages"] for request in fakes["openrouter"].requests] == [conversation, conversation]
+
+
 def test_bad_token_is_401_in_openai_shape(asgi_server):
     client = openai.OpenAI(base_url=f"{asgi_server.url}/v1", api_key="dac_nope_nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as info:
@@ -223,7 +234,7 @@ def test_a_stream_whose_client_left_stops_reading_the_provider(asgi_server, toke
         decision = AuditLog.objects.get(event="routing.decision")
     assert decision.details["outcome"] == "abandoned"
     # It counts the prompt and the little text that arrived, not a full-length answer.
-    sent = fakes["openrouter"].requests[0].json["messages"]  # DAC's system prompt, then the conversation
+    sent = fakes["openrouter"].requests[0].json["messages"]  # the conversation as the client wrote it
     assert counted_without_usage(sent, "") < tokens_counted(org_a, "openrouter") <= counted_without_usage(sent, behaviour.text)
 
 

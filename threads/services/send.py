@@ -194,7 +194,7 @@ async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], op
     plan = _plan(caller, content, max(len(history) - 1, 0), keys, routing, options)
     if not plan.candidates:
         return None
-    messages = _with_system_prompt(list(history), [])
+    messages = list(history)  # a gateway conversation goes to the provider as the client wrote it
     estimated = quota.estimate_tokens(messages, options.max_tokens)
     try:
         reservation = await quota.quota_reserve_async(org_id=caller.org_id, provider=plan.candidates[0].provider, estimated_tokens=estimated)
@@ -235,7 +235,10 @@ def _prepare(caller: Caller, content: str, thread_id: int | None, history: list[
             conversation = list(history)
         recalled = memory.recall_for(org_id=caller.org_id, thread=thread, text=content) if thread is not None else []
         plan.recalled = [r.to_dict() for r in recalled]
-        messages = _with_system_prompt(conversation, recalled)
+        # A thread is DAC's conversation: its system prompt and the org's memory. A gateway
+        # conversation without one is the client's, sent as it wrote it (its own system prompt, or
+        # none), as an OpenAI-compatible endpoint must.
+        messages = _with_system_prompt(conversation, recalled) if thread is not None else conversation
         estimated = quota.estimate_tokens(messages, options.max_tokens)
         index, reservation = _reserve_from(plan, 0, caller.org_id, estimated)
         try:
