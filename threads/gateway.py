@@ -136,6 +136,8 @@ def _refuse_unsupported(body: dict) -> None:
         value = body.get(name)
         if value is None or value is False or value in ([], {}, "") or value in _DEFAULTS.get(name, ()):
             continue
+        if name in ("tools", "functions") and body.get("tool_choice", body.get("function_call")) == "none":
+            continue  # offered but not to be called: a text answer is what was asked
         raise GatewayError(
             400, f"{name} is not supported: DAC's gateway answers with one text message ({feature} is not available here).",
             param=name, code="unsupported_parameter",
@@ -164,7 +166,7 @@ def _options(body: dict, provider: str | None, model: str | None) -> SendOptions
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise GatewayError(400, "stream_options must be an object.", param="stream_options")
-    if not isinstance(stream_options.get("include_usage", False), bool):  # "false" would read as true
+    if not isinstance(stream_options.get("include_usage") or False, bool):  # "false" would read as true
         raise GatewayError(400, "stream_options.include_usage must be a boolean.", param="stream_options")
     user = body.get("user")
     if user is not None and not isinstance(user, str):
@@ -174,12 +176,13 @@ def _options(body: dict, provider: str | None, model: str | None) -> SendOptions
 
 def _new_message(messages: list) -> str:
     """With X-DAC-Thread-Id the thread keeps the conversation and the request's last message is
-    the new one, the user's (checked as a whole conversation is without the header)."""
-    last = validate_history(messages)[-1]
-    if last["role"] != "user":
+    the new one, the user's: only that one is read (and checked), so a client may send its whole
+    conversation each time, as OpenAI clients do."""
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
         raise GatewayError(400, "With X-DAC-Thread-Id the last message must be the user's new message: the thread keeps "
                                 "the conversation, so only that message is added to it.", param="messages")
-    return last["content"]
+    return validate_history([last])[0]["content"]
 
 
 def _thread_id(request: HttpRequest) -> int | None:

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from dac.storable_text import storable_text
+
 # Exactly these seven: callers (retry policy, fallback, metrics) switch on them.
 ERROR_CATEGORIES: tuple[str, ...] = (
     "auth",
@@ -169,8 +171,9 @@ class BaseAdapter:
 
     def _error(self, category: str, status: int | None, message: str,
                retry_after: float | None = None) -> ProviderError:
-        """A ProviderError with this adapter's key scrubbed out of the message."""
-        return ProviderError(category, status, redact(message, self._api_key), retry_after, provider=self.name)
+        """A ProviderError with this adapter's key scrubbed out of the message, and what UTF-8 and
+        PostgreSQL cannot carry replaced (it is saved with a failed answer)."""
+        return ProviderError(category, status, storable_text(redact(message, self._api_key)), retry_after, provider=self.name)
 
 
 def message_text(content: Any) -> str:

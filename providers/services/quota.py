@@ -506,7 +506,7 @@ class QuotaService:
         if outcome.status == OVER_REQUESTS:
             return QuotaExceeded(f"Daily request limit of {requests_limit:,} for {provider} reached; {resets}.",
                                  provider=provider, limit_kind="requests", limit=requests_limit, retry_after=retry_after)
-        if tokens > tokens_limit:
+        if 0 < tokens_limit < tokens:
             return RequestOverDailyLimit(
                 f"This request may use up to {tokens:,} tokens (its prompt and max_tokens), more than the daily token limit of "
                 f"{tokens_limit:,} for {provider}: lower max_tokens, or ask an admin to raise the limit.",

@@ -154,6 +154,10 @@ def test_a_request_bigger_than_the_whole_daily_limit_is_a_400_without_retry_afte
     assert refused.message == ("This request may use up to 1,026 tokens (its prompt and max_tokens), more than the daily token "
                                "limit of 1,000 for openai: lower max_tokens, or ask an admin to raise the limit.")
     assert quota_usage(org_id=org_a.id, provider="openai").requests_used == 0
+    _limits(org_a, tokens=0)  # no tokens at all for this provider: lowering max_tokens would not help
+    with pytest.raises(QuotaExceeded) as caught:
+        quota_reserve(org_id=org_a.id, provider="openai", estimated_tokens=10)
+    assert caught.value.status == 429 and "lower max_tokens" not in caught.value.message
 
 
 def test_reconcile_replaces_the_estimate_with_the_reported_tokens_and_none_keeps_it(service, org_a):

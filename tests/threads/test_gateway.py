@@ -358,8 +358,15 @@ def test_fields_at_their_defaults_are_accepted(sdk, fakes):
     completion = sdk.chat.completions.create(
         model="openrouter/meta/llama", messages=[{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
         n=1, tools=[], response_format={"type": "text"}, stop=None, logprobs=False, tool_choice="none",
+        stream_options=None,
     )
     assert completion.choices[0].message.content == "fine"
+    offered = sdk.chat.completions.create(model="openrouter/meta/llama", messages=[{"role": "user", "content": "hello"}],
+                                          tools=[_TOOL], tool_choice="none")  # offered, not to be called
+    assert offered.choices[0].message.content == "fine"
+    streamed = sdk.chat.completions.create(model="openrouter/meta/llama", messages=[{"role": "user", "content": "hello"}],
+                                           stream=True, stream_options={"include_usage": None})
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices) == "fine"
 
 
 def test_bodies_too_large_or_too_deep_get_the_gateways_json_error(asgi_server, token_a, fakes):
@@ -381,6 +388,23 @@ def test_a_thread_id_that_is_not_one_is_a_400(asgi_server, token_a, value):
     headers = [(b"Authorization", f"Bearer {token_a}".encode()), (b"X-DAC-Thread-Id", value)]
     response = httpx.post(f"{asgi_server.url}/v1/chat/completions", json={"model": "auto", "messages": [_USER]}, headers=headers, timeout=20)
     assert response.status_code == 400 and response.json()["error"]["param"] == "X-DAC-Thread-Id"
+
+
+def test_with_a_thread_only_the_last_message_is_read_so_a_whole_conversation_may_be_sent(sdk, fakes, org_a):
+    """OpenAI clients send the whole conversation each time: earlier messages (an image part among
+    them) are the thread's business, not refused."""
+    fakes["openrouter"].behaviour = Behaviour(text="noted")
+    with tenant_context(org_a):
+        thread = Thread.objects.create(org=org_a)
+    conversation = [
+        {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]},
+        {"role": "assistant", "content": "a cat"},
+        {"role": "user", "content": "and now?"},
+    ]
+    completion = sdk.chat.completions.create(model="openrouter/meta/llama", messages=conversation, extra_headers={"X-DAC-Thread-Id": str(thread.pk)})
+    assert completion.choices[0].message.content == "noted"
+    with tenant_context(org_a):
+        assert list(Message.objects.filter(thread=thread).order_by("seq").values_list("role", "content")) == [("user", "and now?"), ("assistant", "noted")]
 
 
 def test_with_a_thread_the_last_message_must_be_the_users_new_one(sdk, fakes, org_a):
@@ -447,3 +471,15 @@ def test_a_client_that_leaves_while_its_call_is_prepared_leaves_nothing_behind(a
         while (counted := quota_usage(org_id=org_a.id, provider="openrouter")).requests_used and time.monotonic() < deadline:
             time.sleep(0.05)
         assert (counted.requests_used, counted.tokens_used) == (0, 0) and not fakes["openrouter"].requests
+
+
+def test_a_provider_error_message_utf8_or_postgresql_cannot_carry_is_saved_with_the_failed_answer(sdk, fakes, org_a):
+    """Its text goes into the failed answer's message: a lone surrogate there left it 'streaming'."""
+    fakes["openrouter"].behaviour = Behaviour(error="bad_request", message="bad \ud800 input \x00")
+    with tenant_context(org_a):
+        thread = Thread.objects.create(org=org_a)
+    with pytest.raises(openai.BadRequestError):
+        sdk.chat.completions.create(model="openrouter/meta/llama", messages=[{"role": "user", "content": "hi"}],
+                                    extra_headers={"X-DAC-Thread-Id": str(thread.pk)})
+    answer = settled_answer(org_a, thread)
+    assert answer.status == "failed" and "bad \ufffd input \ufffd" in answer.error_message, answer.error_message
