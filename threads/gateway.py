@@ -20,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from dac.db.steps import db_step
 from dac.errors import ApplicationError, openai_error_body, openai_error_response
+from dac.storable_text import lone_surrogate
 from metrics.services import overhead_observe
 from providers.adapters import ADAPTERS
 from tenants.authentication import bearer_token
@@ -95,6 +96,9 @@ def _parse_model(model) -> tuple[str | None, str | None]:
             400, f"Unknown model {model!r}: use \"auto\" or \"<provider>/<model>\" with a provider among {', '.join(ADAPTERS)}.",
             param="model", code="model_not_found",
         )
+    if "\x00" in name or lone_surrogate(name):  # it could be neither sent to a provider nor saved
+        raise GatewayError(400, f"The model name {name!r} holds U+0000 or half a UTF-16 surrogate pair, which no provider can be sent.",
+                           param="model")
     return provider, name or None
 
 

@@ -483,3 +483,19 @@ def test_a_provider_error_message_utf8_or_postgresql_cannot_carry_is_saved_with_
                                     extra_headers={"X-DAC-Thread-Id": str(thread.pk)})
     answer = settled_answer(org_a, thread)
     assert answer.status == "failed" and "bad \ufffd input \ufffd" in answer.error_message, answer.error_message
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["no-thread", "thread"])
+@pytest.mark.parametrize("model", ["openrouter/llama\\u0000x", "openrouter/llama\\ud800"], ids=["nul", "half-surrogate"])
+def test_a_model_name_no_provider_can_be_sent_is_a_400(asgi_server, token_a, fakes, org_a, model, in_thread):
+    """The client's model name was the one way left in for such text: a 502 or 500, with a thread
+    '503 database unavailable' (the answer's model could not be saved)."""
+    headers = {"Authorization": f"Bearer {token_a}", "Content-Type": "application/json"}
+    if in_thread:
+        with tenant_context(org_a):
+            thread = Thread.objects.create(org=org_a)
+        headers["X-DAC-Thread-Id"] = str(thread.pk)
+    body = '{"model": "%s", "messages": [{"role": "user", "content": "hi"}]}' % model
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", content=body.encode(), headers=headers, timeout=20)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "model", response.text
+    assert not fakes["openrouter"].requests
