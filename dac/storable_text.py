@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import re
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # The same in JSON written by json.dumps(ensure_ascii=False): U+0000 escaped, a surrogate as it is.
 _UNSTORABLE_IN_JSON = re.compile("\\\\u0000|[\ud800-\udfff]")
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def lone_surrogate(text: str) -> str | None:

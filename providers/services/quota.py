@@ -74,11 +74,11 @@ class QuotaExceeded(RateLimited):
     status = 429
     code = "quota_exceeded"
 
-    def __init__(self, message: str, *, provider: str, limit_kind: str, limit: int, retry_after: int):
+    def __init__(self, message: str, *, provider: str, limit_kind: str, limit: int, retry_after: int | None, detail: dict | None = None):
         super().__init__(
             message,
-            detail={"provider": provider, "limit_kind": limit_kind, "limit": limit, "retry_after": retry_after},
-            headers={"Retry-After": str(retry_after)},
+            detail={**(detail or {}), "provider": provider, "limit_kind": limit_kind, "limit": limit, "retry_after": retry_after},
+            headers={} if retry_after is None else {"Retry-After": str(retry_after)},
         )
         self.provider = provider
         self.limit_kind = limit_kind  # "requests" | "tokens" | "key_tests"
@@ -95,8 +95,7 @@ class RequestOverDailyLimit(QuotaExceeded):
     code = "request_over_daily_limit"
 
     def __init__(self, message: str, *, provider: str, limit: int, tokens: int):
-        ApplicationError.__init__(self, message, detail={"max_tokens": tokens, "provider": provider, "limit_kind": "tokens", "limit": limit})
-        self.provider, self.limit_kind, self.limit, self.retry_after = provider, "tokens", limit, None
+        super().__init__(message, provider=provider, limit_kind="tokens", limit=limit, retry_after=None, detail={"max_tokens": tokens})
 
 
 class QuotaStoreBusy(ApplicationError):
