@@ -117,13 +117,15 @@ def plan_route(
     routing: OrgRouting,
     explicit_provider: str | None = None,
     explicit_model: str | None = None,
+    wants_json: bool = False,
 ) -> RoutePlan:
     """Build the candidate chain. `keys` maps provider → active ProviderKey; `may_use(provider)`
-    says whether the caller is permitted. With no key at all, the demo provider answers (and
+    says whether the caller is permitted; `wants_json` that the answer must be JSON (structured). With no key at all, the demo provider answers (and
     says so); with keys that cannot serve, the plan has no candidates and says why."""
     if explicit_provider:
         return _explicit_plan(explicit_provider, explicit_model, keys, may_use)
-    decision = rules.evaluate(text, message_count, rule_order=routing.rule_order, disabled=routing.disabled, models=routing.models)
+    decision = rules.evaluate(text, message_count, rule_order=routing.rule_order, disabled=routing.disabled, models=routing.models,
+                              wants_json=wants_json)
     plan = RoutePlan(rule=decision.rule, reason=decision.reason, candidates=[])
     if not keys:
         plan.reason += ". No provider key is configured yet, so the offline demo provider answers"

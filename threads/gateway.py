@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 
@@ -22,7 +23,7 @@ from dac.db.steps import db_step
 from dac.errors import ApplicationError, openai_error_body, openai_error_response
 from dac.storable_text import lone_surrogate
 from metrics.services import overhead_observe
-from providers.adapters import ADAPTERS
+from providers.adapters import ADAPTERS, ResponseFormat
 from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
@@ -121,18 +122,19 @@ def _parse_body(request: HttpRequest) -> dict:
     return body
 
 
-# Request fields that change what the answer is (its shape, its count, where it stops), which
-# DAC's providers are not asked for: refused, not ignored, so a client never takes a plain-text
-# answer for what it asked. A value meaning "the default" (n 1, no tools, text format...) passes.
+# Request fields that change what the answer is (its shape, its count), which DAC's providers
+# are not asked for: refused, not ignored, so a client never takes a plain-text answer for what
+# it asked. A value meaning "the default" (n 1, no tools, text output...) passes.
 _UNSUPPORTED = {
     "tools": "tool calling", "functions": "function calling", "tool_choice": "tool calling",
-    "function_call": "function calling", "response_format": "structured output",
-    "n": "several choices", "stop": "stop sequences", "logprobs": "log probabilities",
+    "function_call": "function calling", "n": "several choices", "logprobs": "log probabilities",
     "top_logprobs": "log probabilities", "modalities": "audio output", "audio": "audio output",
     "prediction": "predicted outputs",
 }
 _DEFAULTS = {"n": (1,), "tool_choice": ("none", "auto"), "function_call": ("none", "auto"), "top_logprobs": (0,),
-             "response_format": ({"type": "text"},), "modalities": (["text"],)}
+             "modalities": (["text"],)}
+MAX_STOP_SEQUENCES = 4  # OpenAI's own limit, which clients already keep to
+_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _refuse_unsupported(body: dict) -> None:
@@ -146,6 +148,47 @@ def _refuse_unsupported(body: dict) -> None:
             400, f"{name} is not supported: DAC's gateway answers with one text message ({feature} is not available here).",
             param=name, code="unsupported_parameter",
         )
+
+
+def _stop(body: dict) -> tuple[str, ...]:
+    """`stop`: a string or up to four; the answer ends before the first of them."""
+    value = body.get("stop")
+    sequences = [value] if isinstance(value, str) else value if value is not None else []
+    if not isinstance(sequences, list) or len(sequences) > MAX_STOP_SEQUENCES or not all(
+            isinstance(sequence, str) and sequence for sequence in sequences):
+        raise GatewayError(400, f"stop must be a non-empty string or an array of up to {MAX_STOP_SEQUENCES} of them.", param="stop")
+    if any(lone_surrogate(sequence) or "\x00" in sequence for sequence in sequences):
+        raise GatewayError(400, "A stop sequence holds U+0000 or half a UTF-16 surrogate pair, which no provider can be sent.",
+                           param="stop")
+    return tuple(dict.fromkeys(sequences))
+
+
+def _response_format(body: dict) -> ResponseFormat | None:
+    """`response_format`: text (the default), any JSON object, or JSON matching a schema."""
+    value = body.get("response_format")
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat("json_object")
+    if kind != "json_schema":
+        raise GatewayError(400, 'response_format must be an object whose type is "text", "json_object" or "json_schema".',
+                           param="response_format")
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        raise GatewayError(400, "response_format.json_schema must be an object with a name and a schema.", param="response_format")
+    name, schema, strict, description = spec.get("name"), spec.get("schema"), spec.get("strict"), spec.get("description")
+    if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
+        raise GatewayError(400, "response_format.json_schema.name must be 1 to 64 letters, digits, _ or -.", param="response_format")
+    if schema is not None and not isinstance(schema, dict):
+        raise GatewayError(400, "response_format.json_schema.schema must be a JSON Schema object.", param="response_format")
+    if strict is not None and not isinstance(strict, bool):
+        raise GatewayError(400, "response_format.json_schema.strict must be a boolean.", param="response_format")
+    if description is not None and not isinstance(description, str):
+        raise GatewayError(400, "response_format.json_schema.description must be a string.", param="response_format")
+    return ResponseFormat("json_schema", name=name, schema=schema, strict=strict, description=description)
 
 
 def _max_tokens(body: dict) -> int | None:
@@ -175,7 +218,8 @@ def _options(body: dict, provider: str | None, model: str | None) -> SendOptions
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise GatewayError(400, "user must be a string.", param="user")
-    return SendOptions(provider=provider, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream)
+    return SendOptions(provider=provider, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream,
+                       stop=_stop(body), response_format=_response_format(body))
 
 
 def _new_message(messages: list) -> str:

@@ -19,6 +19,7 @@ from .base import (
     BaseAdapter,
     CompletionResult,
     ProviderError,
+    ResponseFormat,
     StreamEvent,
 )
 from .client import aclose_shared_client, shared_client
@@ -59,6 +60,7 @@ __all__ = [
     "BaseAdapter",
     "CompletionResult",
     "ProviderError",
+    "ResponseFormat",
     "StreamEvent",
     "aclose_shared_client",
     "get_adapter",

@@ -63,6 +63,19 @@ class CompletionResult:
     cost_usd: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """Structured output a client asked for: any JSON object (`json_object`), or JSON matching
+    `schema` (`json_schema`, OpenAI's shape: a name, the schema, whether to hold to it strictly).
+    Each adapter asks its provider for it in the provider's own terms."""
+
+    type: str  # "json_object" | "json_schema"
+    name: str = ""
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+    description: str | None = None
+
+
 @dataclass(frozen=True)
 class StreamEvent:
     """One step of a stream: new text in `delta`; only the last event carries `result`."""
@@ -122,7 +135,9 @@ class BaseAdapter:
     """What every adapter offers. Subclasses set `name` and `default_model` and implement the calls.
 
     `complete()` returns a CompletionResult; `stream()` yields StreamEvents as text arrives and ends
-    with one whose `result` is set; both raise ProviderError. `check_key()` makes the cheapest real
+    with one whose `result` is set; both raise ProviderError. `stop` sequences end the answer before
+    them (finish reason `stop`, the sequence itself not part of the text), whether or not the
+    provider takes them; `response_format` asks for JSON. `check_key()` makes the cheapest real
     call that proves the key works. No retries happen here: bounded retries are the caller's job.
     """
 
@@ -148,6 +163,8 @@ class BaseAdapter:
         max_tokens: int | None = None,
         temperature: float | None = None,
         timeout: float = 30.0,
+        stop: Sequence[str] = (),
+        response_format: ResponseFormat | None = None,
     ) -> CompletionResult:
         raise NotImplementedError
 
@@ -159,6 +176,8 @@ class BaseAdapter:
         max_tokens: int | None = None,
         temperature: float | None = None,
         timeout: float = 30.0,
+        stop: Sequence[str] = (),
+        response_format: ResponseFormat | None = None,
     ) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 

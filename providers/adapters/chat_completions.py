@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from .base import Message, ProviderError, message_text
+from .base import Message, ProviderError, ResponseFormat, message_text
 from .http_adapter import Accumulator, HTTPAdapter, int_or_none
 
 FINISH_REASONS_MAP: dict[str, str] = {
@@ -31,6 +31,8 @@ class ChatCompletionsAdapter(HTTPAdapter):
     # Ask for the final usage chunk in streams (OpenAI sends usage only when asked).
     include_usage: ClassVar[bool] = False
     extra_headers: ClassVar[dict[str, str]] = {}
+    # Whether the provider takes `stop` (Perplexity does not: DAC then ends the answer itself).
+    takes_stop: ClassVar[bool] = True
 
     def _url(self, model: str, stream: bool) -> str:
         return self.base_url + self.path
@@ -42,17 +44,31 @@ class ChatCompletionsAdapter(HTTPAdapter):
         return headers
 
     def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
-              temperature: float | None, stream: bool) -> dict[str, Any]:
+              temperature: float | None, stream: bool, *, stop: Sequence[str] = (),
+              response_format: ResponseFormat | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
         if max_tokens is not None:
             body[self.max_tokens_field] = max_tokens
         if temperature is not None:
             body["temperature"] = temperature
+        if stop and self.takes_stop:
+            body["stop"] = list(stop)
+        if response_format is not None:
+            body["response_format"] = self._response_format(response_format)
         if stream:
             body["stream"] = True
             if self.include_usage:
                 body["stream_options"] = {"include_usage": True}
         return body
+
+    def _response_format(self, wanted: ResponseFormat) -> dict[str, Any]:
+        if wanted.type == "json_object":
+            return {"type": "json_object"}
+        spec: dict[str, Any] = {"name": wanted.name}
+        for name in ("description", "schema", "strict"):
+            if getattr(wanted, name) is not None:
+                spec[name] = getattr(wanted, name)
+        return {"type": "json_schema", "json_schema": spec}
 
     def _absorb(self, acc: Accumulator, payload: dict[str, Any]) -> str:
         acc.model = payload.get("model") or acc.model

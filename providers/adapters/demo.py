@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from .base import BaseAdapter, CompletionResult, Message, StreamEvent, message_text
+from .base import BaseAdapter, CompletionResult, Message, ResponseFormat, StreamEvent, message_text
 
 LABEL = "(Demo answer — no provider key is configured.)"
 _CODE_RE = re.compile(
@@ -126,6 +126,37 @@ def compose_answer(messages: Sequence[Message]) -> str:
     return "\n".join(lines)
 
 
+def demo_json(schema: object, question: str) -> object:
+    """A value of the shape `schema` asks for (the JSON Schema keywords a structured-output
+    request uses: type, properties, required, items, enum, const, anyOf), filled with
+    placeholders; without a schema, an object saying what a real provider would do."""
+    if not isinstance(schema, dict):
+        return {"demo": True, "question": question,
+                "note": "The demo provider answers every JSON request like this; a real provider would answer the question."}
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for choice in ("anyOf", "oneOf"):
+        if isinstance(schema.get(choice), list) and schema[choice]:
+            return demo_json(schema[choice][0], question)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or isinstance(schema.get("properties"), dict):
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        return {name: demo_json(sub, question) for name, sub in properties.items()}
+    if kind == "array":
+        return [demo_json(schema.get("items"), question)] if isinstance(schema.get("items"), dict) else []
+    return {"string": "demo", "integer": 0, "number": 0, "boolean": False, "null": None}.get(kind, "demo")
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """The text before the first stop sequence in it (all of it when there is none)."""
+    found = [at for at in (text.find(sequence) for sequence in stop) if at >= 0]
+    return text[:min(found)] if found else text
+
+
 class DemoAdapter(BaseAdapter):
     """`chunk_delay` is the pause before each streamed word, in seconds (0 streams at once)."""
 
@@ -138,8 +169,15 @@ class DemoAdapter(BaseAdapter):
         super().__init__(api_key=api_key, base_url=base_url)
         self.chunk_delay = max(float(chunk_delay), 0.0)
 
-    def _answer(self, messages: Sequence[Message], max_tokens: int | None) -> tuple[list[str], str]:
-        chunks = _CHUNK_RE.findall(compose_answer(messages))
+    def _answer(self, messages: Sequence[Message], max_tokens: int | None, stop: Sequence[str] = (),
+                response_format: ResponseFormat | None = None) -> tuple[list[str], str]:
+        if response_format is not None:
+            question = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+            text = json.dumps(demo_json(response_format.schema, question[:200]), ensure_ascii=False)
+        else:
+            text = compose_answer(messages)
+        text = _cut_at_stop(text, stop)
+        chunks = _CHUNK_RE.findall(text)
         if max_tokens is None or estimate_tokens("".join(chunks)) <= max_tokens:
             return chunks, "stop"
         kept: list[str] = []
@@ -161,15 +199,17 @@ class DemoAdapter(BaseAdapter):
         )
 
     async def complete(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
-                       temperature: float | None = None, timeout: float = 30.0) -> CompletionResult:
+                       temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
+                       response_format: ResponseFormat | None = None) -> CompletionResult:
         started = time.perf_counter()
-        chunks, finish = self._answer(messages, max_tokens)
+        chunks, finish = self._answer(messages, max_tokens, stop, response_format)
         return self._result(messages, model, "".join(chunks), finish, started)
 
     async def stream(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
-                     temperature: float | None = None, timeout: float = 30.0) -> AsyncIterator[StreamEvent]:
+                     temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
+                     response_format: ResponseFormat | None = None) -> AsyncIterator[StreamEvent]:
         started = time.perf_counter()
-        chunks, finish = self._answer(messages, max_tokens)
+        chunks, finish = self._answer(messages, max_tokens, stop, response_format)
         first_token_ms = None
         for chunk in chunks:
             await asyncio.sleep(self.chunk_delay)  # sleep(0) still lets other tasks run

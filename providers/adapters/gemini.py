@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from .base import Message, ProviderError, message_text
+from .base import Message, ProviderError, ResponseFormat, message_text
 from .http_adapter import Accumulator, HTTPAdapter, int_or_none
 
 FINISH_REASONS_MAP: dict[str, str] = {
@@ -42,7 +42,8 @@ class GeminiAdapter(HTTPAdapter):
         return {"Content-Type": "application/json", "x-goog-api-key": self._api_key}
 
     def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
-              temperature: float | None, stream: bool) -> dict[str, Any]:
+              temperature: float | None, stream: bool, *, stop: Sequence[str] = (),
+              response_format: ResponseFormat | None = None) -> dict[str, Any]:
         system: list[dict[str, str]] = []
         contents: list[dict[str, Any]] = []
         for message in messages:
@@ -66,6 +67,12 @@ class GeminiAdapter(HTTPAdapter):
             config["maxOutputTokens"] = max_tokens
         if temperature is not None:
             config["temperature"] = temperature
+        if stop:
+            config["stopSequences"] = list(stop)
+        if response_format is not None:
+            config["responseMimeType"] = "application/json"
+            if response_format.schema is not None:
+                config["responseJsonSchema"] = response_format.schema
         if config:
             body["generationConfig"] = config
         return body

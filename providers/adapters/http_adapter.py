@@ -20,7 +20,7 @@ from typing import Any
 
 from dac.storable_text import storable_text
 
-from .base import BaseAdapter, CompletionResult, Message, ProviderError, StreamEvent
+from .base import BaseAdapter, CompletionResult, Message, ProviderError, ResponseFormat, StreamEvent
 from .client import TRANSPORT_ERRORS, Reply, received_text, shared_client
 from .http1 import InvalidURL, Response
 from .sse import SSEDecoder
@@ -108,9 +108,16 @@ _DRAIN_SECONDS = 0.5
 
 @dataclass
 class Accumulator:
-    """What a response, or a stream so far, has said."""
+    """What a response, or a stream so far, has said.
+
+    With `stop` sequences the answer ends where the first of them begins, whether or not the
+    provider was told about them (Perplexity takes none; an OpenAI-compatible server or an
+    OpenRouter model may drop them): text that could be the start of one is held back until the
+    next piece shows whether it is, and once one is found the rest is ignored and the answer is
+    `ended` with finish reason `stop`."""
 
     requested_model: str
+    stop: tuple[str, ...] = ()
     parts: list[str] = field(default_factory=list)
     model: str | None = None
     finish: str | None = None  # already one of FINISH_REASONS
@@ -122,20 +129,46 @@ class Accumulator:
     saw_tool_call: bool = False
     ended: bool = False  # the provider signalled the end ([DONE] or a terminal chunk)
     first_token_ms: float | None = None
+    held: str = ""  # text that may be the start of a stop sequence
+    stopped_at_sequence: bool = False
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
     def add_text(self, text: str | None) -> str:
-        """Record a piece of the answer and return it. Where a provider's text enters DAC, what
-        neither UTF-8 nor PostgreSQL can carry (a lone surrogate from a JSON escape such as
-        "\\ud83d", U+0000) becomes U+FFFD: the answer is then streamed, saved and audited like any
-        other, where it used to fail (an internal error, or a thread's answer left streaming)."""
+        """Record a piece of the answer and return what of it may be passed on now. Where a
+        provider's text enters DAC, what neither UTF-8 nor PostgreSQL can carry (a lone surrogate
+        from a JSON escape such as "\\ud83d", U+0000) becomes U+FFFD: the answer is then
+        streamed, saved and audited like any other, where it used to fail (an internal error, or
+        a thread's answer left streaming)."""
         if text:
             text = storable_text(text)
-            self.parts.append(text)
+            if self.stop:
+                text = self._before_stop(text)
+            if text:
+                self.parts.append(text)
         return text or ""
+
+    def _before_stop(self, text: str) -> str:
+        if self.stopped_at_sequence:
+            return ""
+        pending = self.held + text
+        found = [at for at in (pending.find(sequence) for sequence in self.stop) if at >= 0]
+        if found:
+            self.held, self.stopped_at_sequence, self.ended, self.finish = "", True, True, "stop"
+            return pending[:min(found)]
+        keep = max((n for sequence in self.stop for n in range(min(len(sequence) - 1, len(pending)), 0, -1)
+                    if pending.endswith(sequence[:n])), default=0)
+        self.held = pending[len(pending) - keep:] if keep else ""
+        return pending[:len(pending) - keep]
+
+    def release_held(self) -> str:
+        """The answer ended without a stop sequence: what was held back is part of it after all."""
+        held, self.held = self.held, ""
+        if held:
+            self.parts.append(held)
+        return held
 
     def add_citation(self, url: Any) -> None:
         if isinstance(url, str) and url and (url := storable_text(url)) not in self.citations:
@@ -154,7 +187,8 @@ class HTTPAdapter(BaseAdapter):
         raise NotImplementedError
 
     def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
-              temperature: float | None, stream: bool) -> dict[str, Any]:
+              temperature: float | None, stream: bool, *, stop: Sequence[str] = (),
+              response_format: ResponseFormat | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
     def _absorb(self, acc: Accumulator, payload: dict[str, Any]) -> str:
@@ -189,8 +223,10 @@ class HTTPAdapter(BaseAdapter):
     # ---- calls ------------------------------------------------------------------------------
 
     async def complete(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
-                       temperature: float | None = None, timeout: float = 30.0) -> CompletionResult:
-        url, body = self._url(model, False), self._body(messages, model, max_tokens, temperature, False)
+                       temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
+                       response_format: ResponseFormat | None = None) -> CompletionResult:
+        url = self._url(model, False)
+        body = self._body(messages, model, max_tokens, temperature, False, stop=stop, response_format=response_format)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
@@ -199,15 +235,18 @@ class HTTPAdapter(BaseAdapter):
             raise self._transport_error(exc) from None
         if not response.is_success:
             raise self._http_error(response)
-        acc = Accumulator(model)
+        acc = Accumulator(model, tuple(stop))
         self._take(acc, self._json(response))
+        acc.release_held()
         return self._result(acc, started)
 
     async def stream(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
-                     temperature: float | None = None, timeout: float = 30.0) -> AsyncIterator[StreamEvent]:
-        url, body = self._url(model, True), self._body(messages, model, max_tokens, temperature, True)
+                     temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
+                     response_format: ResponseFormat | None = None) -> AsyncIterator[StreamEvent]:
+        url = self._url(model, True)
+        body = self._body(messages, model, max_tokens, temperature, True, stop=stop, response_format=response_format)
         started = time.perf_counter()
-        acc = Accumulator(model)
+        acc = Accumulator(model, tuple(stop))
         try:
             async with shared_client().stream(url, headers=self._headers(), body=body, timeout=timeout) as response:
                 if not 200 <= response.status < 300:
@@ -230,6 +269,9 @@ class HTTPAdapter(BaseAdapter):
         if not acc.ended and acc.finish is None:
             # The connection closed cleanly but the provider never said it was done.
             raise self._error("unavailable", None, "the stream ended before the provider finished")
+        held = acc.release_held()
+        if held:
+            yield StreamEvent(held)
         yield StreamEvent("", self._result(acc, started))
 
     async def _sse_deltas(self, response: Response, acc: Accumulator,
@@ -241,6 +283,8 @@ class HTTPAdapter(BaseAdapter):
                 delta = self._on_event(acc, data, started)
                 if delta:
                     yield delta
+                if acc.stopped_at_sequence:
+                    return  # the provider is still writing: the connection is closed, not drained
                 if acc.ended:
                     await _drain(chunks)
                     return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .base import ResponseFormat
 from .chat_completions import ChatCompletionsAdapter
 from .http_adapter import Accumulator
 
@@ -16,6 +17,11 @@ class PerplexityAdapter(ChatCompletionsAdapter):
     default_model = "sonar"
     default_base_url = "https://api.perplexity.ai"
     max_tokens_field = "max_tokens"
+    takes_stop = False  # not in Sonar's parameters: DAC ends the answer at the sequence itself
+
+    def _response_format(self, wanted: ResponseFormat) -> dict[str, Any]:
+        # Sonar's structured output is JSON Schema only (no json_object), in this shape.
+        return {"type": "json_schema", "json_schema": {"schema": wanted.schema or {"type": "object"}}}
 
     def _take_citations(self, acc: Accumulator, payload: dict[str, Any]) -> None:
         # Every chunk repeats the full list, so the latest one replaces what came before.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -90,23 +91,25 @@ class Behaviour:
         """A copy with some fields changed."""
         return replace(self, **changes)
 
-    def answer(self, request: RecordedRequest | None = None) -> str:
+    def answer(self, request: RecordedRequest | None = None, stop: Sequence[str] = ()) -> str:
         """The full answer text for `request` (what the pieces join to)."""
-        return "".join(self.pieces(request))
+        return "".join(self.pieces(request, stop))
 
-    def pieces(self, request: RecordedRequest | None = None) -> list[str]:
-        """The text pieces a stream sends, in order."""
+    def pieces(self, request: RecordedRequest | None = None, stop: Sequence[str] = ()) -> list[str]:
+        """The text pieces a stream sends, in order: the text up to the first of the `stop`
+        sequences the provider honours (as a real model stops before one)."""
         text = self.text
         if self.echo:
             text = "Echo: " + (request.last_user_text() if request else "")
-        return split_text(text, self.chunks)
+        found = [at for at in (text.find(sequence) for sequence in stop) if at >= 0]
+        return split_text(text[:min(found)] if found else text, self.chunks)
 
-    def usage(self, request: RecordedRequest | None) -> tuple[int, int]:
+    def usage(self, request: RecordedRequest | None, stop: Sequence[str] = ()) -> tuple[int, int]:
         """(input tokens, output tokens) to report."""
         inputs = self.input_tokens
         if inputs is None:
             inputs = request.prompt_words() if request else 1
-        outputs = self.output_tokens if self.output_tokens is not None else len(self.pieces(request))
+        outputs = self.output_tokens if self.output_tokens is not None else len(self.pieces(request, stop))
         return inputs, outputs
 
 

@@ -195,6 +195,11 @@ class FakeProvider:
             reply = self.wire.error("auth", b.but(retry_after=None), req, route)
             assert reply is not None
             return await _send(writer, reply)
+        refusal = self.wire.refusal(req) if route.kind == "chat" else None
+        if refusal is not None:  # a field the provider would refuse: its own 400
+            reply = self.wire.error("bad_request", b.but(message=refusal, retry_after=None, status=None), req, route)
+            assert reply is not None
+            return await _send(writer, reply)
         if b.garbage:
             # Truncated JSON in an SSE event, or bytes that are not JSON at all.
             garbage = b'data: {"choices": [{"delta": {"content": "Hel\n\n' if route.stream else b"\x00<html>{oops"

@@ -66,6 +66,33 @@ class ChatWire:
     def key(self, req: RecordedRequest) -> str | None:
         return req.bearer
 
+    def stop_sequences(self, req: RecordedRequest) -> list[str]:
+        """The stop sequences the model stops before (Perplexity takes no `stop`: it ignores it)."""
+        body = req.json if isinstance(req.json, dict) else {}
+        stop = body.get("stop")
+        if self.provider == "perplexity" or not stop:
+            return []
+        return [stop] if isinstance(stop, str) else list(stop)
+
+    def refusal(self, req: RecordedRequest) -> str | None:
+        """Why the provider would refuse the request's stop or response_format with a 400."""
+        body = req.json if isinstance(req.json, dict) else {}
+        stop, wanted = body.get("stop"), body.get("response_format")
+        if isinstance(stop, list) and len(stop) > 4 and self.provider != "perplexity":
+            return "Invalid 'stop': array too long. Expected an array with maximum length 4."
+        if not isinstance(wanted, dict):
+            return None
+        kinds = ("json_schema", "regex") if self.provider == "perplexity" else ("text", "json_object", "json_schema")
+        if wanted.get("type") not in kinds:
+            return f"Invalid value: '{wanted.get('type')}'. Supported values are: {', '.join(map(repr, kinds))}."
+        spec = wanted.get("json_schema")
+        if wanted["type"] == "json_schema" and self.provider == "perplexity":
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+                return "response_format.json_schema.schema is required."
+        elif wanted["type"] == "json_schema" and not (isinstance(spec, dict) and spec.get("name")):
+            return "Missing required parameter: 'response_format.json_schema.name'."
+        return None
+
     # ---- success ----------------------------------------------------------------------------
 
     def _base(self, b: Behaviour, route: Route, chunk: bool) -> dict[str, Any]:
@@ -82,7 +109,7 @@ class ChatWire:
         return base
 
     def _usage(self, b: Behaviour, req: RecordedRequest, outputs: int | None = None) -> dict[str, Any]:
-        inputs, total_out = b.usage(req)
+        inputs, total_out = b.usage(req, self.stop_sequences(req))
         out = total_out if outputs is None else outputs
         usage: dict[str, Any] = {"prompt_tokens": inputs, "completion_tokens": out, "total_tokens": inputs + out}
         if self.provider == "openrouter":
@@ -105,7 +132,7 @@ class ChatWire:
         return "content_filter" if blocked else b.finish_reason
 
     def success(self, b: Behaviour, req: RecordedRequest, route: Route, blocked: bool = False) -> Reply:
-        text = None if blocked else b.answer(req)
+        text = None if blocked else b.answer(req, self.stop_sequences(req))
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if b.finish_reason == "tool_calls" and not blocked:
             message["tool_calls"] = [{"id": "call_fake1", "type": "function",
@@ -129,7 +156,7 @@ class ChatWire:
     def stream(self, b: Behaviour, req: RecordedRequest, route: Route, blocked: bool = False) -> StreamPlan:
         body = req.json if isinstance(req.json, dict) else {}
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        pieces = [] if blocked else b.pieces(req)
+        pieces = [] if blocked else b.pieces(req, self.stop_sequences(req))
         events: list[tuple[str, bytes]] = []
         base = self._base(b, route, chunk=True)
         pplx = self.provider == "perplexity"

@@ -39,10 +39,25 @@ class GeminiWire:
     def key(self, req: RecordedRequest) -> str | None:
         return req.headers.get("x-goog-api-key") or req.query.get("key")
 
+    def stop_sequences(self, req: RecordedRequest) -> list[str]:
+        config = (req.json or {}).get("generationConfig") if isinstance(req.json, dict) else None
+        return list((config or {}).get("stopSequences") or [])
+
+    def refusal(self, req: RecordedRequest) -> str | None:
+        """Why Gemini would refuse the request's generationConfig with a 400 (None: it would not)."""
+        config = (req.json or {}).get("generationConfig") if isinstance(req.json, dict) else None
+        config = config if isinstance(config, dict) else {}
+        if len(config.get("stopSequences") or []) > 5:
+            return "Invalid value at 'generation_config.stop_sequences': at most 5 stop sequences are allowed."
+        if "responseJsonSchema" in config and config.get("responseMimeType") != "application/json":
+            return ("* GenerateContentRequest.generation_config.response_mime_type: response_mime_type must be "
+                    "application/json when response_json_schema is set.")
+        return None
+
     # ---- success ----------------------------------------------------------------------------
 
     def _usage(self, b: Behaviour, req: RecordedRequest, outputs: int | None) -> dict[str, Any]:
-        inputs, total_out = b.usage(req)
+        inputs, total_out = b.usage(req, self.stop_sequences(req))
         usage: dict[str, Any] = {"promptTokenCount": inputs,
                                  "promptTokensDetails": [{"modality": "TEXT", "tokenCount": inputs}]}
         out = total_out if outputs is None else outputs
@@ -70,7 +85,7 @@ class GeminiWire:
                 "modelVersion": b.model or route.model, "responseId": response_id}
 
     def _blocked(self, b: Behaviour, req: RecordedRequest, route: Route) -> dict[str, Any]:
-        inputs, _ = b.usage(req)
+        inputs, _ = b.usage(req, self.stop_sequences(req))
         return {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
                 "usageMetadata": {"promptTokenCount": inputs, "totalTokenCount": inputs},
                 "modelVersion": b.model or route.model, "responseId": f"fake-{next(_ids)}"}
@@ -78,14 +93,14 @@ class GeminiWire:
     def success(self, b: Behaviour, req: RecordedRequest, route: Route, blocked: bool = False) -> Reply:
         if blocked:
             return Reply.json(200, self._blocked(b, req, route))
-        body = self._response(b, req, route, b.answer(req), _FINISH[b.finish_reason], None, f"fake-{next(_ids)}")
+        body = self._response(b, req, route, b.answer(req, self.stop_sequences(req)), _FINISH[b.finish_reason], None, f"fake-{next(_ids)}")
         return Reply.json(200, body)
 
     def stream(self, b: Behaviour, req: RecordedRequest, route: Route, blocked: bool = False) -> StreamPlan:
         if blocked:
             return StreamPlan([("tail", sse(self._blocked(b, req, route), CRLF2))], array=not route.sse)
-        pieces, response_id = b.pieces(req), f"fake-{next(_ids)}"
-        _, total_out = b.usage(req)
+        pieces, response_id = b.pieces(req, self.stop_sequences(req)), f"fake-{next(_ids)}"
+        _, total_out = b.usage(req, self.stop_sequences(req))
         events: list[tuple[str, bytes]] = []
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1

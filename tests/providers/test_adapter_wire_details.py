@@ -220,7 +220,7 @@ async def test_a_server_that_ignores_the_stream_flag_still_streams_its_answer_as
     # The fake streams only when asked; the adapter's JSON fallback is what is being checked.
     with FakeProvider("openai_compatible") as fake:
         adapter = adapter_for(fake)
-        adapter._body = lambda *args: {"model": "m", "messages": MESSAGES}  # drop stream: true
+        adapter._body = lambda *args, **kwargs: {"model": "m", "messages": MESSAGES}  # drop stream: true
         events, _, error = await collect(adapter)
 
     assert error is None

@@ -367,3 +367,13 @@ def test_rules_module_does_not_import_django():
     code = "import sys, routing.rules; print('django' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_request_for_json_is_structured_whatever_its_words_but_fresh_facts_still_come_first():
+    plain = evaluate("say hi to the team", 0)
+    assert plain.rule != "structured"
+    wanted = evaluate("say hi to the team", 0, wants_json=True)
+    assert (wanted.rule, wanted.provider, wanted.reason) == ("structured", "openai", "The request asks for a JSON answer (response_format)")
+    assert evaluate("write a python function that sorts a list", 0, wants_json=True).reason.startswith("Asks for code")
+    assert evaluate("latest news about the ECB rate decision today", 0, wants_json=True).rule == "web"
+    assert evaluate("say hi to the team", 0, wants_json=True, disabled={"structured"}).rule != "structured"

@@ -327,9 +327,14 @@ _USER = {"role": "user", "content": "hello"}
 
 @pytest.mark.parametrize("extra, param, says", [
     ({"tools": [_TOOL], "tool_choice": "required"}, "tools", "tools is not supported"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format", "structured output"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format", "json_schema.name must be"),
+    ({"response_format": {"type": "regex", "regex": {"regex": "a+"}}}, "response_format", 'type is "text", "json_object"'),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": []}}}, "response_format",
+     "schema must be a JSON Schema object"),
     ({"n": 3}, "n", "several choices"),
-    ({"stop": ["Everything"]}, "stop", "stop sequences"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "array of up to 4"),
+    ({"stop": [""]}, "stop", "non-empty string"),
+    ({"stop": "end\x00"}, "stop", "U+0000"),
     ({"logprobs": True, "top_logprobs": 2}, "logprobs", "log probabilities"),
     ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}, "modalities", "audio output"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "what is in this image?"},
@@ -340,7 +345,7 @@ _USER = {"role": "user", "content": "hello"}
     ({"max_completion_tokens": 0}, "max_completion_tokens", "max_completion_tokens must be an integer"),
     ({"max_completion_tokens": None, "max_tokens": 0}, "max_tokens", "max_tokens must be an integer"),
     ({"stream": True, "stream_options": {"include_usage": "false"}}, "stream_options", "include_usage must be a boolean"),
-], ids=["tools", "response_format", "n", "stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
+], ids=["tools", "schema-without-name", "regex-format", "schema-not-object", "n", "five-stops", "empty-stop", "nul-stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
         "max_completion_tokens", "max_tokens-beside-null", "include_usage-string"])
 def test_what_the_gateway_cannot_honour_is_a_400_not_silently_ignored(asgi_server, token_a, fakes, extra, param, says):
     """Each was answered 200 with one plain-text choice (the field dropped, the image never sent),
@@ -351,6 +356,89 @@ def test_what_the_gateway_cannot_honour_is_a_400_not_silently_ignored(asgi_serve
     error = response.json()["error"]
     assert error["param"] == param and says in error["message"], error
     assert not fakes["openrouter"].requests
+
+
+_PROSE = "Thought: I should look it up.\nObservation: it is sunny.\nThought: done."
+
+
+@pytest.mark.parametrize("provider", ["openai", "gemini", "openrouter", "perplexity"])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_stop_sequences_end_the_answer_before_them_on_every_provider(sdk, fakes, provider, stream):
+    """LangChain's ReAct agents send `stop: ["\nObservation:"]`; the gateway refused it (400).
+    It now reaches the providers that take it, and Perplexity (which takes none) is cut by DAC."""
+    fakes[provider].behaviour = Behaviour(text=_PROSE)
+    model = {"openrouter": "openrouter/meta/llama", "perplexity": "perplexity/sonar"}.get(provider, f"{provider}/m")
+    kwargs = {"model": model, "messages": [_USER], "stop": ["\nObservation:", "STOP"]}
+    if stream:
+        chunks = list(sdk.chat.completions.create(**kwargs, stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = next(c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason)
+    else:
+        choice = sdk.chat.completions.create(**kwargs).choices[0]
+        text, finish = choice.message.content, choice.finish_reason
+    assert (text, finish) == ("Thought: I should look it up.", "stop")
+    sent = fakes[provider].requests[0].json
+    if provider == "gemini":
+        assert sent["generationConfig"]["stopSequences"] == ["\nObservation:", "STOP"]
+    elif provider == "perplexity":
+        assert "stop" not in sent
+    else:
+        assert sent["stop"] == ["\nObservation:", "STOP"]
+
+
+def test_a_stop_string_is_one_sequence(sdk, fakes):
+    fakes["openrouter"].behaviour = Behaviour(text="one. two. three.")
+    completion = sdk.chat.completions.create(model="openrouter/meta/llama", messages=[_USER], stop=" two")
+    assert completion.choices[0].message.content == "one."
+    assert fakes["openrouter"].requests[0].json["stop"] == [" two"]
+
+
+_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
+           "required": ["city", "sunny"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("provider, wire", [
+    ("openai", {"response_format": {"type": "json_schema", "json_schema": {"name": "weather", "schema": _SCHEMA, "strict": True}}}),
+    ("openrouter", {"response_format": {"type": "json_schema", "json_schema": {"name": "weather", "schema": _SCHEMA, "strict": True}}}),
+    ("perplexity", {"response_format": {"type": "json_schema", "json_schema": {"schema": _SCHEMA}}}),
+    ("gemini", {"generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": _SCHEMA}}),
+])
+def test_a_json_schema_reaches_each_provider_in_its_own_terms(sdk, fakes, provider, wire):
+    """response_format was refused (400); each provider now gets it in its own shape (Perplexity
+    takes the schema alone, Gemini a MIME type and a JSON schema), and the JSON comes back."""
+    fakes[provider].behaviour = Behaviour(text='{"city": "Lisbon", "sunny": true}')
+    model = {"openrouter": "openrouter/meta/llama", "perplexity": "perplexity/sonar"}.get(provider, f"{provider}/m")
+    completion = sdk.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "weather in lisbon"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "weather", "schema": _SCHEMA, "strict": True}})
+    assert json.loads(completion.choices[0].message.content) == {"city": "Lisbon", "sunny": True}
+    sent = fakes[provider].requests[0].json
+    for field, value in wire.items():
+        assert {k: sent[field][k] for k in value} == value if field == "generationConfig" else sent[field] == value
+
+
+@pytest.mark.parametrize("provider, wire", [
+    ("openai", {"type": "json_object"}),
+    ("perplexity", {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}),
+])
+def test_json_object_is_asked_for_in_each_providers_terms(sdk, fakes, provider, wire):
+    fakes[provider].behaviour = Behaviour(text='{"ok": true}')
+    completion = sdk.chat.completions.create(model=f"{provider}/m" if provider == "openai" else "perplexity/sonar",
+                                             messages=[{"role": "user", "content": "answer in JSON"}],
+                                             response_format={"type": "json_object"})
+    assert json.loads(completion.choices[0].message.content) == {"ok": True}
+    assert fakes[provider].requests[0].json["response_format"] == wire
+
+
+def test_model_auto_routes_a_json_request_as_structured_output(sdk, fakes):
+    """The structured rule (OpenAI) takes a request for JSON whatever its words say."""
+    fakes["openai"].behaviour = Behaviour(text='{"greeting": "hi"}')
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "say hi to the team"}], response_format={"type": "json_object"})
+    assert raw.headers["x-dac-provider"] == "openai" and raw.headers["x-dac-rule"] == "structured"
+    assert json.loads(raw.parse().choices[0].message.content) == {"greeting": "hi"}
+    plain = sdk.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "say hi to the team"}])
+    assert plain.headers["x-dac-rule"] != "structured"
 
 
 def test_fields_at_their_defaults_are_accepted(sdk, fakes):

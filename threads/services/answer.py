@@ -151,7 +151,9 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
             try:
                 if options.stream:
                     result = None
-                    stream = adapter.stream(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
+                    stream = adapter.stream(
+                        messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
+                        stop=options.stop, response_format=options.response_format, timeout=settings.DAC_PROVIDER_TIMEOUT)
                     async with contextlib.aclosing(stream):
                         async for event in stream:
                             if await _stop_requested(handle):
@@ -169,7 +171,9 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                             if event.result is not None:
                                 result = event.result
                 else:
-                    result = await adapter.complete(messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature, timeout=settings.DAC_PROVIDER_TIMEOUT)
+                    result = await adapter.complete(
+                        messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
+                        stop=options.stop, response_format=options.response_format, timeout=settings.DAC_PROVIDER_TIMEOUT)
             except asyncio.CancelledError:
                 if not handle.abandoned or asyncio.current_task().uncancel() > 0:
                     raise  # cancelled for another reason

@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from audit.services import Actor
+from providers.adapters import ResponseFormat
 from providers.services import quota
 from routing.services import Candidate, RoutePlan
 from threads.models import Message, Status
@@ -70,6 +71,8 @@ class SendOptions:
     max_tokens: int | None = None
     temperature: float | None = None
     stream: bool = True
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these
+    response_format: ResponseFormat | None = None  # JSON asked for (the gateway's response_format)
 
 
 @dataclass

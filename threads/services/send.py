@@ -216,6 +216,7 @@ def _plan(caller: Caller, content: str, message_count: int, keys: dict, routing,
         routing=routing,
         explicit_provider=options.provider,
         explicit_model=options.model,
+        wants_json=options.response_format is not None,
     )
 
 
