@@ -36,7 +36,7 @@ from django.urls import set_script_prefix  # noqa: E402
 
 from dac.gateway_fast_path import GatewayFastPath  # noqa: E402
 from dac.gc_tuning import prepare_for_serving  # noqa: E402
-from threads.services.handle import answers_running_finish  # noqa: E402
+from threads.services.handle import answers_running_finish, serving_loop_register  # noqa: E402
 
 GATEWAY_PREFIX = "/v1/"
 
@@ -123,6 +123,7 @@ async def lifespan(receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            serving_loop_register()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:

@@ -15,7 +15,7 @@ from tenants.models import User
 from tenants.permissions import IsOrgMember
 from threads import selectors
 from threads.services import Caller, SendOptions, message_send, thread_create, thread_update
-from threads.services.handle import Failed, Finished
+from threads.services.handle import Failed, Finished, SendHandle
 from threads.services.threads import stale_answers_sweep
 
 MAX_PAGE = 200
@@ -177,7 +177,7 @@ class MessageListApi(APIView):
             temperature=values.get("temperature"),
             stream=values["stream"],
         )
-        handle = async_to_sync(message_send)(caller=_caller(request), thread_id=thread_id, content=values["content"], options=options)
+        handle = async_to_sync(_message_send_started)(caller=_caller(request), thread_id=thread_id, content=values["content"], options=options)
         if options.stream:
             response = StreamingHttpResponse(_api_events(handle), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
@@ -193,6 +193,15 @@ class MessageListApi(APIView):
         if code != status.HTTP_201_CREATED:
             body = {"error": {"code": answer.error_category, "message": answer.error_message, "detail": {"message": body}}}
         return Response(body, status=code, headers=headers)
+
+
+async def _message_send_started(**arguments) -> SendHandle:
+    """`message_send`, and a streamed answer started at once on the server's loop: a client that
+    leaves before the response's body is read still gets its answer saved in the thread."""
+    handle = await message_send(**arguments)
+    if handle.options.stream:
+        handle.start_if_served()
+    return handle
 
 
 async def _api_events(handle):

@@ -148,6 +148,8 @@ async def message_send_view(request: HttpRequest, thread_id: int) -> HttpRespons
             await sync_to_async(flash.error)(request, answer.error_message)
         return redirect("threads:detail", thread_id=thread_id)
 
+    handle.start_if_served()  # the answer goes on if the page leaves before its body is read
+
     async def events():
         user_html = await sync_to_async(_message_html)(handle)
         yield _sse("start", {"user_html": user_html, "assistant_id": handle.assistant_message_id, "decision": handle.plan.to_dict(chosen=handle.candidate)})

@@ -301,3 +301,64 @@ def test_stop_keeps_what_arrived_as_the_answer(asgi_server, org_a, token_a, alic
     # Stop does not charge a full-length answer: the prompt and the text that arrived count.
     sent = fakes["openrouter"].requests[0].json["messages"]
     assert tokens_counted(org_a, "openrouter") == counted_without_usage(sent, answer.content) < estimate_tokens(sent)
+
+
+def _post_and_leave(url: str, path: str, body: bytes, headers: dict[str, str]) -> None:
+    """Send a POST and close the connection before anything of the response is read."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    head = "".join(f"{name}: {value}\r\n" for name, value in {**headers, "Content-Length": str(len(body))}.items())
+    with socket.create_connection((where.hostname, where.port), timeout=5) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {where.netloc}\r\n{head}\r\n".encode() + body)
+        time.sleep(0.15)  # the request is read and the view is at work
+
+
+def _answer_settled(org, thread, provider: str) -> tuple[str, str, int]:
+    answer = settled_answer(org, thread)
+    return answer.status, answer.content, tokens_counted(org, provider)
+
+
+def test_an_api_stream_whose_client_left_before_its_body_still_answers_and_settles(asgi_server, org_a, token_a, fakes, monkeypatch):
+    """The answer started with the response's body: a client gone before it (here while the view
+    was building the response) left the thread's answer 'streaming' and the reservation
+    (prompt + 1,024 tokens) unsettled until the stale sweep."""
+    import threads.apis
+
+    made = threads.apis.StreamingHttpResponse
+
+    def slow_response(*args, **kwargs):
+        time.sleep(0.6)  # the client leaves meanwhile
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(threads.apis, "StreamingHttpResponse", slow_response)
+    fakes["openrouter"].behaviour = Behaviour(text="saved all the same", input_tokens=7, output_tokens=3)
+    thread = _thread(org_a)
+    body = json.dumps({"content": "chat with me", "stream": True, "provider": "openrouter"}).encode()
+    _post_and_leave(asgi_server.url, f"/api/v1/threads/{thread.pk}/messages/", body,
+                    {"Authorization": f"Bearer {token_a}", "Content-Type": "application/json"})
+    assert _answer_settled(org_a, thread, "openrouter") == ("complete", "saved all the same", 10)
+
+
+def test_a_chat_page_stream_whose_page_left_before_its_body_still_answers_and_settles(asgi_server, alice, org_a, fakes, monkeypatch):
+    """The same on the chat page, whose body renders the user's message before it reads the answer."""
+    import threads.views
+
+    rendered = threads.views._message_html
+
+    def slow_html(*args, **kwargs):
+        time.sleep(0.6)
+        return rendered(*args, **kwargs)
+
+    monkeypatch.setattr(threads.views, "_message_html", slow_html)
+    fakes["openrouter"].behaviour = Behaviour(text="kept for the page", input_tokens=5, output_tokens=4)
+    thread = _thread(org_a)
+    client = Client()
+    client.force_login(alice)
+    body = f"content=hello&provider=openrouter&csrfmiddlewaretoken={'a' * 32}".encode()
+    _post_and_leave(asgi_server.url, f"/threads/{thread.pk}/messages/", body, {
+        "Cookie": f"sessionid={client.cookies['sessionid'].value}; csrftoken={'a' * 32}",
+        "Content-Type": "application/x-www-form-urlencoded", "Accept": "text/event-stream",
+        "X-CSRFToken": "a" * 32, "Referer": asgi_server.url})
+    assert _answer_settled(org_a, thread, "openrouter") == ("complete", "kept for the page", 9)

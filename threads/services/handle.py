@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -27,9 +28,17 @@ logger = logging.getLogger(__name__)
 
 # Answer tasks run detached from the request; keep a reference so they are not collected.
 _RUNNING: set[asyncio.Task] = set()
+# The event loops that serve requests for the life of the process (dac.asgi's lifespan adds its
+# own): an answer prepared on one of them may start at once (see `SendHandle.start_if_served`).
+_SERVING_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 # Most events in one of `SendHandle.event_batches()` (a reader far behind a long answer gets it
 # in parts of this size, not all in one piece).
 EVENT_BATCH_MAX = 256
+
+
+def serving_loop_register() -> None:
+    """The running loop serves this process's requests until it stops (called at ASGI startup)."""
+    _SERVING_LOOPS.add(asyncio.get_running_loop())
 
 
 async def answers_running_finish(timeout: float) -> None:
@@ -166,6 +175,16 @@ class SendHandle:
             self.task = asyncio.get_running_loop().create_task(answer_task(self))
             _RUNNING.add(self.task)
             self.task.add_done_callback(_RUNNING.discard)
+
+    def start_if_served(self) -> None:
+        """Start now when the running loop is the server's, which will read the events too. A
+        streamed response's body is what would start it otherwise, and a client that leaves
+        before the body is read (while the view or the response's head is still on its way)
+        left the reservation unsettled and a thread's answer 'streaming' until the stale sweep.
+        On another loop (`async_to_sync` without a server: a test client, a command) the loop
+        ends with the call, so the answer still starts with the body."""
+        if asyncio.get_running_loop() in _SERVING_LOOPS:
+            self.start()
 
     def abandon(self) -> None:
         """The reader went away. An answer kept in a thread still completes, to be read there;
