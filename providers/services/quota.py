@@ -105,6 +105,14 @@ class QuotaStoreBusy(ApplicationError):
     code = "unavailable"
 
 
+class QuotaStoreUnreachable(ApplicationError):
+    """A reset from a process that cannot reach Redis while it is configured: the counters the
+    workers keep there can be neither read nor zeroed from here."""
+
+    status = 503
+    code = "quota_store_unreachable"
+
+
 @dataclass
 class Reservation:
     org_id: int
@@ -337,9 +345,17 @@ class QuotaService:
         return Usage(counts.requests, counts.tokens, requests_limit, tokens_limit,
                      datetime.fromtimestamp((day_no + 1) * 86_400, UTC), provider=provider, store=store)
 
-    def reset(self, *, org_id: int | None, provider: str | None, actor: Actor | None = None) -> list[ResetCounter]:
+    def reset(self, *, org_id: int | None, provider: str | None, actor: Actor | None = None,
+              redis_down: bool = False) -> list[ResetCounter]:
         """Zero today's counters of one org (or every org, under operator_context) for one
-        provider (or all, and the current hour's key tests). Returns those that were in use."""
+        provider (or all, and the current hour's key tests). Returns those that were in use.
+
+        If Redis cannot be reached and this process had not already switched to PostgreSQL, the
+        reset is refused (QuotaStoreUnreachable) and nothing is written: workers that still reach
+        Redis count there, so zero rows written in PostgreSQL would reset nothing now and wipe
+        their counts whenever one of them later falls back and returns. `redis_down=True` is
+        the operator saying Redis is down for every worker: the counts they keep in PostgreSQL
+        meanwhile are zeroed, and replace Redis's when it returns."""
         if provider is not None and provider not in _PROVIDERS:
             raise ValidationFailed(f"Unknown provider {provider!r}; use one of {', '.join(PROVIDER_NAMES)}.", detail={"provider": "unknown"})
         now = self._clock()
@@ -365,6 +381,10 @@ class QuotaService:
                 try:
                     redis_before = self.redis.reset(targets, day)
                 except REDIS_UNAVAILABLE as exc:
+                    if not redis_down:
+                        raise QuotaStoreUnreachable(
+                            f"Redis, where the workers keep today's quota counters, cannot be reached from here "
+                            f"({type(exc).__name__}): nothing was reset.", detail={"store": "redis"}) from None
                     self._degrade(exc)
             # With Redis reachable the fallback rows are stale: delete them. Without it, zero
             # rows that will replace Redis' counts when it returns.
@@ -589,9 +609,10 @@ def quota_reset(*, org_id: int | None, provider: str | None, actor: Actor | None
     return len(default_service().reset(org_id=org_id, provider=provider, actor=actor))
 
 
-def quota_reset_counters(*, org_id: int | None, provider: str | None, actor: Actor | None = None) -> list[ResetCounter]:
-    """Like quota_reset, returning what each counter held."""
-    return default_service().reset(org_id=org_id, provider=provider, actor=actor)
+def quota_reset_counters(*, org_id: int | None, provider: str | None, actor: Actor | None = None,
+                         redis_down: bool = False) -> list[ResetCounter]:
+    """Like quota_reset, returning what each counter held (see QuotaService.reset for redis_down)."""
+    return default_service().reset(org_id=org_id, provider=provider, actor=actor, redis_down=redis_down)
 
 
 def quota_store_state() -> dict:

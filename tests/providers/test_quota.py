@@ -619,6 +619,42 @@ def test_reset_limits_without_an_org_resets_every_org(service, org_a, org_b):
     assert quota_reset(org_id=org_a.id, provider=None) == 0
 
 
+def test_reset_limits_that_cannot_reach_redis_changes_nothing_and_says_so(service, org_a, monkeypatch):
+    """The workers count in Redis; a reset run where Redis cannot be reached said "Nothing to
+    reset" and left zero rows in PostgreSQL that, once a worker fell back to PostgreSQL and
+    returned, wiped the day's counts (a limit of 10 let 17 calls through)."""
+    _spend(org_a, "openai", 3)
+    blind = QuotaService(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setattr(quota, "_service", blind)
+    with pytest.raises(CommandError, match=r"cannot be reached from here .*nothing was reset.*--redis-down"):
+        _run("reset_limits", "org-a")
+    with tenant_context(org_a):
+        assert not QuotaCounter.objects.exists()
+        assert not AuditLog.objects.filter(event="quota.reset").exists()
+    monkeypatch.setattr(quota, "_service", service)
+    assert quota_usage(org_id=org_a.id, provider="openai").requests_used == 3
+
+
+def test_reset_limits_with_redis_down_resets_the_counts_kept_in_postgresql(own_redis, org_a, monkeypatch):
+    """When Redis is down for every worker they count in PostgreSQL: --redis-down resets those,
+    and the reset holds when Redis returns."""
+    tick = Clock(0.0)
+    worker = QuotaService(redis_url=own_redis.url, probe_interval=5, monotonic=tick)
+    for _ in range(2):
+        worker.reserve(org_id=org_a.id, provider="openai", estimated_tokens=10)
+    own_redis.pause()
+    try:
+        worker.reserve(org_id=org_a.id, provider="openai", estimated_tokens=10)  # falls back, counts 3 in PostgreSQL
+        monkeypatch.setattr(quota, "_service", QuotaService(redis_url=own_redis.url))
+        out = _run("reset_limits", "org-a", "--redis-down")
+    finally:
+        own_redis.resume()
+    assert "org-a / openai: 3 requests, 30 tokens -> 0" in out
+    tick.now += 5
+    usage = worker.usage(org_id=org_a.id, provider="openai")
+    assert (usage.store, usage.requests_used, usage.tokens_used) == ("redis", 0, 0)
+
+
 @pytest.mark.parametrize(("args", "message"), [(("nope",), "No organization"), (("org-a", "--provider", "skynet"), "Unknown provider")])
 def test_reset_limits_refuses_an_unknown_org_or_provider_and_changes_nothing(service, org_a, args, message):
     _spend(org_a, "openai", 2)
