@@ -131,6 +131,7 @@ class Accumulator:
     first_token_ms: float | None = None
     held: str = ""  # text that may be the start of a stop sequence
     stopped_at_sequence: bool = False
+    high_surrogate: str = ""  # a piece's last character, half a pair whose other half may come next
 
     @property
     def text(self) -> str:
@@ -141,14 +142,24 @@ class Accumulator:
         provider's text enters DAC, what neither UTF-8 nor PostgreSQL can carry (a lone surrogate
         from a JSON escape such as "\\ud83d", U+0000) becomes U+FFFD: the answer is then
         streamed, saved and audited like any other, where it used to fail (an internal error, or
-        a thread's answer left streaming)."""
+        a thread's answer left streaming). A pair split across two pieces (an emoji's halves
+        escaped in two events) is joined back into its character."""
         if text:
+            if self.high_surrogate or "\ud800" <= text[-1] <= "\udbff":
+                text = self._pairs_joined(text)
             text = storable_text(text)
             if self.stop:
                 text = self._before_stop(text)
             if text:
                 self.parts.append(text)
         return text or ""
+
+    def _pairs_joined(self, text: str) -> str:
+        text, self.high_surrogate = self.high_surrogate + text, ""
+        if "\ud800" <= text[-1] <= "\udbff":
+            text, self.high_surrogate = text[:-1], text[-1]
+        # Surrogate pairs written as two code points become the one character they encode.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
     def _before_stop(self, text: str) -> str:
         if self.stopped_at_sequence:
@@ -164,11 +175,16 @@ class Accumulator:
         return pending[:len(pending) - keep]
 
     def release_held(self) -> str:
-        """The answer ended without a stop sequence: what was held back is part of it after all."""
+        """The answer ended without a stop sequence: what was held back is part of it after all
+        (half a surrogate pair whose other half never came is U+FFFD)."""
+        replaced = ""
+        if self.high_surrogate:
+            self.high_surrogate = ""
+            replaced = self.add_text("\ufffd")
         held, self.held = self.held, ""
         if held:
             self.parts.append(held)
-        return held
+        return replaced + held
 
     def add_citation(self, url: Any) -> None:
         if isinstance(url, str) and url and (url := storable_text(url)) not in self.citations:

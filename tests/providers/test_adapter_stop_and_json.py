@@ -151,3 +151,23 @@ async def test_the_demo_answers_json_of_the_schemas_shape_and_honours_stop():
     events, _, _ = await collect(demo, model="demo-1", stop=["no provider key"])
     assert deltas(events) == "(Demo answer — " and events[-1].result.finish_reason == "stop"
     assert demo_json({"const": 7}, "q") == 7
+
+
+# ---- a surrogate pair split across pieces -------------------------------------------------------
+
+def test_an_emoji_whose_halves_come_in_two_pieces_is_joined_back():
+    """A provider escaping an emoji's two halves in two events ("\\ud83d", then "\\ude00") gave
+    two U+FFFD instead of the emoji."""
+    passed, acc = pieces_through((), ["smile \ud83d", "\ude00 twice \ud83d\ude00", " and half \ud83d"])
+    assert acc.text == "smile \U0001f600 twice \U0001f600 and half \ufffd" == "".join(passed)
+    passed, acc = pieces_through(("STOP",), ["a \ud83d", "\ude00 ST", "OP b"])
+    assert acc.text == "a \U0001f600 " == "".join(passed)
+
+
+@pytest.mark.asyncio
+async def test_a_split_pair_streamed_by_a_provider_arrives_whole():
+    with FakeProvider("openrouter", behaviour=Behaviour(text="hi \ud83d\ude00 there", chunks=3)) as fake:
+        adapter = adapter_for(fake)
+        events, _, error = await collect(adapter, model="m")
+    pieces = [e.delta for e in events if e.delta]
+    assert error is None and "".join(pieces) == "hi \U0001f600 there" == events[-1].result.text
