@@ -202,6 +202,25 @@ def test_quota_exhausted_is_429_with_retry_after(sdk, fakes, org_a):
     assert "limit" in info.value.message
 
 
+def test_when_no_provider_has_room_the_routed_providers_refusal_is_reported_naming_the_others(sdk, fakes, org_a):
+    """The last candidate's refusal was raised: a 400 'lower max_tokens' from a fallback with a
+    small token limit hid that the routed provider was simply out of requests for the day."""
+    from audit.services import Actor
+    from providers.services.limits import quota_limit_set
+
+    quota_limit_set(org_id=org_a.id, provider="openai", requests_per_day=1, tokens_per_day=None, actor=Actor.system("test"))
+    for provider in ("perplexity", "gemini", "openrouter"):
+        quota_limit_set(org_id=org_a.id, provider=provider, requests_per_day=None, tokens_per_day=100, actor=Actor.system("test"))
+    ask = {"model": "auto", "messages": [{"role": "user", "content": "write a python function that returns nothing"}]}
+    sdk.chat.completions.create(**ask)
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk.chat.completions.create(**ask, max_tokens=500)
+    error = refused.value.body
+    assert error["code"] == "quota_exceeded" and refused.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert error["message"].startswith("Daily request limit of 1 for openai reached")
+    assert "could not take it either: " in error["message"] and "gemini: This request may use up to" in error["message"]
+
+
 def test_the_gateway_runs_on_the_short_async_middleware_stack(asgi_server, token_a):
     gateway = httpx.get(f"{asgi_server.url}/v1/models", headers={"Authorization": f"Bearer {token_a}"})
     page = httpx.get(f"{asgi_server.url}/login/")

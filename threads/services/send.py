@@ -296,20 +296,27 @@ def _with_system_prompt(conversation: list[dict], recalled: list) -> list[dict]:
 
 
 def _reserve_from(plan: RoutePlan, start: int, org_id: int, estimated: int) -> tuple[int, quota.Reservation]:
-    """Reserve quota on the first candidate from `start` that has room; skip the others."""
-    last_exceeded = None
+    """Reserve quota on the first candidate from `start` that has room; skip the others. When
+    none has, the refusal of the first (the provider routing chose) is raised, naming the others'
+    too: each may need something else (a 429 waits for the reset, a request over a provider's
+    whole daily limit needs a lower max_tokens)."""
+    refusals: list[quota.QuotaExceeded] = []
     for index in range(start, len(plan.candidates)):
         candidate = plan.candidates[index]
         try:
             return index, quota.quota_reserve(org_id=org_id, provider=candidate.provider, estimated_tokens=estimated)
         except quota.QuotaExceeded as exc:
             plan.skip(candidate.provider, f"over its daily {exc.limit_kind} limit")
-            last_exceeded = exc
-    if last_exceeded is not None:
-        # The 429 says where the caller stands too, like every provider-calling response.
-        usage = quota.quota_usage(org_id=org_id, provider=last_exceeded.provider)
-        last_exceeded.headers.update(quota.rate_limit_headers(usage))
-        raise last_exceeded
+            refusals.append(exc)
+    if refusals:
+        first = refusals[0]
+        if len(refusals) > 1:
+            first.message += " The other providers could not take it either: " + " ".join(
+                f"{other.provider}: {other.message}" for other in refusals[1:])
+        # The refusal says where the caller stands too, like every provider-calling response.
+        usage = quota.quota_usage(org_id=org_id, provider=first.provider)
+        first.headers.update(quota.rate_limit_headers(usage))
+        raise first
     reasons = "; ".join(f"{s['provider']}: {s['reason']}" for s in plan.skipped) or "none configured"
     raise ProviderFailed(
         f"No provider can answer this message ({reasons}). Add a key in Settings → Providers, or ask an admin for access.",
