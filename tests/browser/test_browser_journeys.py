@@ -305,6 +305,17 @@ def test_failures_say_what_to_do_and_retry_stop_and_long_threads_work(open_tab, 
     assert page.evaluate("document.activeElement.id") == "provider"
     tab.capture("chat-errors", full_page=False)
 
+    # A message that alone may use more tokens than a whole day's limit: no retry, the ways out.
+    with tenant_context(org_id):
+        quota_limit_set(org_id=org_id, requests_per_day=1000, tokens_per_day=100, actor=Actor.user(user))
+    tab.allow_console_error(r"status of 400")
+    textarea.press("Enter")
+    alert = page.locator('#chat-alert [data-alert="request_over_daily_limit"]')
+    alert.wait_for()
+    assert "more than the daily token limit of 100" in alert.inner_text()
+    assert alert.get_by_role("link", name="See your usage").is_visible() and not alert.get_by_role("button", name="Try again").count()
+    assert textarea.input_value() == "One more, please"
+
 
 def _message_id(org_id: int, thread, seq: int) -> int:
     from tenants.context import tenant_context
