@@ -183,6 +183,18 @@ def test_a_deleted_orgs_chain_is_still_verified_and_its_tampering_found(chain):
     assert code == 1 and f"deleted org {org_id}: 6 entries, BROKEN at seq 3" in out, out
 
 
+def test_a_deleted_orgs_chain_can_be_named_alone_by_its_id(chain):
+    org_id = chain.id
+    with operator_context(reason="test", audit=False):
+        Organization.objects.filter(pk=org_id).delete()
+    owner_sql("UPDATE audit_auditlog SET details = '{\"i\": 99}' WHERE org_id = %s AND seq = 4", [org_id])
+    code, out = verify("--org-id", str(org_id))
+    assert code == 1 and f"deleted org {org_id}: 6 entries, BROKEN at seq 4" in out and "org-b" not in out, out
+    assert verify("--org-id", "987654")[1].endswith("No organization 987654 and no audit chain of one.")
+    code, out = verify("org-b", "--org-id", str(org_id))
+    assert code == 1 and "not both" in out
+
+
 def test_naming_one_org_checks_only_that_chain(chain):
     owner_sql("DELETE FROM audit_auditlog WHERE org_id = %s AND seq = 2", [chain.id])
     code, out = verify("org-b")
