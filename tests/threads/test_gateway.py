@@ -580,6 +580,37 @@ def test_a_client_that_leaves_while_its_call_is_prepared_leaves_nothing_behind(a
         assert (counted.requests_used, counted.tokens_used) == (0, 0) and not fakes["openrouter"].requests
 
 
+def test_a_client_that_leaves_while_redis_counts_its_reservation_leaves_nothing_counted(asgi_server, sdk, token_a, fakes, org_a, monkeypatch):
+    """The usual gateway call reserves on the event loop; a client gone while Redis's reply was on
+    its way cancelled the reply's reader, and the request and ~1,000 tokens Redis had counted
+    stayed counted for the day."""
+    import asyncio
+
+    from providers.services import quota
+
+    fakes["openrouter"].behaviour = Behaviour(text="warm")
+    sdk.chat.completions.create(model="openrouter/meta/llama", messages=[_USER])  # keys and routing cached: the on-loop path
+    before = quota_usage(org_id=org_a.id, provider="openrouter")
+    reserve, reserved = quota.quota_reserve_async, threading.Event()
+
+    async def slow_reply(**kwargs):
+        reservation = await reserve(**kwargs)  # counted in Redis
+        reserved.set()
+        await asyncio.sleep(0.6)  # its reply still on the way when the client (0.3 s) leaves
+        return reservation
+
+    monkeypatch.setattr(quota, "quota_reserve_async", slow_reply)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{asgi_server.url}/v1/chat/completions", json={"model": "openrouter/meta/llama", "messages": [_USER]},
+                   headers={"Authorization": f"Bearer {token_a}"}, timeout=0.3)
+    assert reserved.wait(5)
+    deadline = time.monotonic() + 10
+    while (after := quota_usage(org_id=org_a.id, provider="openrouter")).requests_used > before.requests_used and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (after.requests_used, after.tokens_used) == (before.requests_used, before.tokens_used)
+    assert len(fakes["openrouter"].requests) == 1
+
+
 def test_a_provider_error_message_utf8_or_postgresql_cannot_carry_is_saved_with_the_failed_answer(sdk, fakes, org_a):
     """Its text goes into the failed answer's message: a lone surrogate there left it 'streaming'."""
     fakes["openrouter"].behaviour = Behaviour(error="bad_request", message="bad \ud800 input \x00")

@@ -36,6 +36,15 @@ _SERVING_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 EVENT_BATCH_MAX = 256
 
 
+def run_detached(coroutine) -> asyncio.Task:
+    """Run `coroutine` on the running loop whatever becomes of the request that started it:
+    referenced until done (a bare task may be collected) and waited for at shutdown."""
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+    return task
+
+
 def serving_loop_register() -> None:
     """The running loop serves this process's requests until it stops (called at ASGI startup)."""
     _SERVING_LOOPS.add(asyncio.get_running_loop())
@@ -172,9 +181,7 @@ class SendHandle:
             from threads.services.answer import answer_task
 
             self.queue = asyncio.Queue()
-            self.task = asyncio.get_running_loop().create_task(answer_task(self))
-            _RUNNING.add(self.task)
-            self.task.add_done_callback(_RUNNING.discard)
+            self.task = run_detached(answer_task(self))
 
     def start_if_served(self) -> None:
         """Start now when the running loop is the server's, which will read the events too. A

@@ -42,7 +42,7 @@ from tenants.services import user_may_use_provider
 from threads import memory
 from threads.models import Message, Status, Thread
 from threads.selectors import context_messages, thread_get
-from threads.services.handle import Caller, SendHandle, SendOptions
+from threads.services.handle import Caller, SendHandle, SendOptions, run_detached
 from threads.services.threads import title_from
 
 logger = logging.getLogger(__name__)
@@ -183,6 +183,13 @@ def _abandon_prepared(preparing: asyncio.Future) -> None:
     handle.abandon()
 
 
+def _release_reserved(reserving: asyncio.Future) -> None:
+    """A reservation made for a caller that left while it was made: given back."""
+    if reserving.cancelled() or reserving.exception() is not None:
+        return
+    run_detached(quota.quota_release_async(reserving.result()))
+
+
 async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], options: SendOptions, started: float) -> SendHandle | None:
     """The gateway's usual call (an API token, no thread) without a thread hop: keys and routing
     from the per-org cache, the quota reserved on the event loop. None when it needs more than
@@ -196,10 +203,17 @@ async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], op
         return None
     messages = list(history)  # a gateway conversation goes to the provider as the client wrote it
     estimated = quota.estimate_tokens(messages, options.max_tokens)
+    # Shielded: Redis counts the reservation once the script is sent, so a caller that leaves
+    # while the reply is on its way must not take the reply (and the reservation) with it.
+    reserving = asyncio.ensure_future(
+        quota.quota_reserve_async(org_id=caller.org_id, provider=plan.candidates[0].provider, estimated_tokens=estimated))
     try:
-        reservation = await quota.quota_reserve_async(org_id=caller.org_id, provider=plan.candidates[0].provider, estimated_tokens=estimated)
+        reservation = await asyncio.shield(reserving)
     except quota.QuotaExceeded:
         return None
+    except asyncio.CancelledError:
+        reserving.add_done_callback(_release_reserved)
+        raise
     return SendHandle(
         caller=caller, options=options, plan=plan, keys=keys, candidate_index=0, reservation=reservation, messages=messages,
         thread_id=None, user_message_id=None, assistant_message_id=None, started=started, prepare_ms=_overhead_ms(started),
