@@ -166,23 +166,24 @@ def evaluate(
     rule_order: list[str] | None = None,
     disabled: set[str] | frozenset[str] = frozenset(),
     models: dict[str, str] | None = None,
-    wants_json: bool = False,
+    structured_because: str | None = None,
 ) -> Decision:
     """Route one message.
 
     ``message_count`` is the number of messages already in the thread (the
-    ``long_context`` rule fires when it is more than 10).  ``wants_json``: the
-    request asked for a JSON answer (the gateway's ``response_format``), which
-    makes the message structured whatever its text.  See the module docstring
-    for ``rule_order`` / ``disabled`` / ``models`` semantics.
+    ``long_context`` rule fires when it is more than 10).  ``structured_because``:
+    what in the request itself asks for structured output (the gateway's
+    ``response_format`` or ``tools``), which makes the message structured
+    whatever its text.  See the module docstring for ``rule_order`` /
+    ``disabled`` / ``models`` semantics.
     """
     order = resolve_order(rule_order, disabled)
     if models:
         _check_names(models, "models")
     text = text if isinstance(text, str) else ""
     analysis: Analysis = analyze(text)
-    if wants_json and not analysis.structured:
-        analysis = replace(analysis, structured="The request asks for a JSON answer (response_format)")
+    if structured_because and not analysis.structured:
+        analysis = replace(analysis, structured=structured_because)
     try:
         count = int(message_count or 0)
     except (TypeError, ValueError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from dac.errors import Forbidden, ValidationFailed
 from dac.org_cache import PerOrgCache
+from providers.adapters import ADAPTERS
 from routing import rules
 from routing.models import RoutingSettings
 from tenants.context import require_org_id
@@ -118,14 +119,22 @@ def plan_route(
     explicit_provider: str | None = None,
     explicit_model: str | None = None,
     wants_json: bool = False,
+    tools: bool = False,
 ) -> RoutePlan:
     """Build the candidate chain. `keys` maps provider → active ProviderKey; `may_use(provider)`
-    says whether the caller is permitted; `wants_json` that the answer must be JSON (structured). With no key at all, the demo provider answers (and
+    says whether the caller is permitted; `wants_json` that the answer must be JSON, `tools` that
+    functions are offered to call (both structured output; with tools only the providers that
+    take them are candidates). With no key at all, the demo provider answers (and
     says so); with keys that cannot serve, the plan has no candidates and says why."""
     if explicit_provider:
+        if tools and explicit_provider in ADAPTERS and not ADAPTERS[explicit_provider].takes_tools:
+            raise ValidationFailed(f"{explicit_provider} does not call functions: send tools to another provider, or model auto.",
+                                   detail={"provider": "no_tools"})
         return _explicit_plan(explicit_provider, explicit_model, keys, may_use)
+    because = ("The request offers functions to call (tools)" if tools
+               else "The request asks for a JSON answer (response_format)" if wants_json else None)
     decision = rules.evaluate(text, message_count, rule_order=routing.rule_order, disabled=routing.disabled, models=routing.models,
-                              wants_json=wants_json)
+                              structured_because=because)
     plan = RoutePlan(rule=decision.rule, reason=decision.reason, candidates=[])
     if not keys:
         plan.reason += ". No provider key is configured yet, so the offline demo provider answers"
@@ -142,7 +151,9 @@ def plan_route(
     order += [p for p in EXTRA_FALLBACKS if p not in order]
     for provider in order:
         key = keys.get(provider)
-        if key is None:
+        if tools and not ADAPTERS[provider].takes_tools:
+            plan.skip(provider, "it does not call functions (tools)")
+        elif key is None:
             plan.skip(provider, "no key configured")
         elif not may_use(provider):
             plan.skip(provider, "you are not permitted to use it")
@@ -153,8 +164,6 @@ def plan_route(
 
 
 def _explicit_plan(provider: str, model: str | None, keys: dict, may_use) -> RoutePlan:
-    from providers.adapters import ADAPTERS
-
     if provider not in ADAPTERS:
         raise ValidationFailed(f"Unknown provider {provider!r}.", detail={"provider": "unknown"})
     plan = RoutePlan(rule="explicit", reason=f"You chose {provider} for this message.", candidates=[], explicit=True)

@@ -23,13 +23,13 @@ from dac.db.steps import db_step
 from dac.errors import ApplicationError, openai_error_body, openai_error_response
 from dac.storable_text import lone_surrogate
 from metrics.services import overhead_observe
-from providers.adapters import ADAPTERS, ResponseFormat
+from providers.adapters import ADAPTERS, ResponseFormat, ToolCallPart, Tools
 from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
 from threads.models import Status
 from threads.services import Caller, SendOptions, message_send
-from threads.services.handle import Answer, Failed, Finished, SendHandle
+from threads.services.handle import Answer, Failed, Finished, SendHandle, ToolCallDelta
 from threads.services.send import validate_history
 
 MAX_BODY_BYTES = 2_000_000
@@ -126,13 +126,12 @@ def _parse_body(request: HttpRequest) -> dict:
 # are not asked for: refused, not ignored, so a client never takes a plain-text answer for what
 # it asked. A value meaning "the default" (n 1, no tools, text output...) passes.
 _UNSUPPORTED = {
-    "tools": "tool calling", "functions": "function calling", "tool_choice": "tool calling",
-    "function_call": "function calling", "n": "several choices", "logprobs": "log probabilities",
-    "top_logprobs": "log probabilities", "modalities": "audio output", "audio": "audio output",
-    "prediction": "predicted outputs",
+    "functions": "the legacy function calling: use tools", "function_call": "the legacy function calling: use tool_choice",
+    "n": "several choices", "logprobs": "log probabilities", "top_logprobs": "log probabilities",
+    "modalities": "audio output", "audio": "audio output", "prediction": "predicted outputs",
 }
-_DEFAULTS = {"n": (1,), "tool_choice": ("none", "auto"), "function_call": ("none", "auto"), "top_logprobs": (0,),
-             "modalities": (["text"],)}
+_DEFAULTS = {"n": (1,), "function_call": ("none", "auto"), "top_logprobs": (0,), "modalities": (["text"],)}
+MAX_TOOLS = 128  # OpenAI's own limit
 MAX_STOP_SEQUENCES = 4  # OpenAI's own limit, which clients already keep to
 _SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -142,7 +141,7 @@ def _refuse_unsupported(body: dict) -> None:
         value = body.get(name)
         if value is None or value is False or value in ([], {}, "") or value in _DEFAULTS.get(name, ()):
             continue
-        if name in ("tools", "functions") and body.get("tool_choice", body.get("function_call")) == "none":
+        if name == "functions" and body.get("function_call") == "none":
             continue  # offered but not to be called: a text answer is what was asked
         raise GatewayError(
             400, f"{name} is not supported: DAC's gateway answers with one text message ({feature} is not available here).",
@@ -191,6 +190,48 @@ def _response_format(body: dict) -> ResponseFormat | None:
     return ResponseFormat("json_schema", name=name, schema=schema, strict=strict, description=description)
 
 
+def _tools(body: dict) -> Tools | None:
+    """`tools` (functions in OpenAI's shape), `tool_choice` and `parallel_tool_calls`. None when no
+    function is offered, or when the client says none may be called."""
+    functions, choice, parallel = body.get("tools"), body.get("tool_choice"), body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise GatewayError(400, "parallel_tool_calls must be a boolean.", param="parallel_tool_calls")
+    if functions in (None, []):
+        if choice not in (None, "none", "auto"):
+            raise GatewayError(400, "tool_choice names a function, but no tools are given.", param="tool_choice")
+        return None
+    if not isinstance(functions, list) or len(functions) > MAX_TOOLS:
+        raise GatewayError(400, f"tools must be an array of at most {MAX_TOOLS} functions.", param="tools")
+    kept = []
+    for index, tool in enumerate(functions):
+        function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
+            raise GatewayError(400, f'tools[{index}] must be {{"type": "function", "function": {{"name", ...}}}} with a name of '
+                                    "1 to 64 letters, digits, _ or -.", param="tools")
+        if function.get("parameters") is not None and not isinstance(function["parameters"], dict):
+            raise GatewayError(400, f"tools[{index}].function.parameters must be a JSON Schema object.", param="tools")
+        if function.get("description") is not None and not isinstance(function["description"], str):
+            raise GatewayError(400, f"tools[{index}].function.description must be a string.", param="tools")
+        kept.append({"type": "function", "function": {key: function[key] for key in ("name", "description", "parameters", "strict")
+                                                      if function.get(key) is not None}})
+    names = [tool["function"]["name"] for tool in kept]
+    if len(set(names)) < len(names):
+        raise GatewayError(400, "tools name the same function twice.", param="tools")
+    if choice is None or choice == "auto":
+        choice = "auto"
+    elif choice == "none":
+        return None  # offered but not to be called: a text answer is what was asked
+    elif choice != "required":
+        function = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
+        named = function.get("name") if isinstance(function, dict) else None
+        if named not in names:
+            raise GatewayError(400, 'tool_choice must be "auto", "none", "required" or {"type": "function", "function": '
+                                    '{"name": ...}} naming one of the tools.', param="tool_choice")
+        choice = {"type": "function", "function": {"name": named}}
+    return Tools(tuple(kept), choice, parallel)
+
+
 def _max_tokens(body: dict) -> int | None:
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     value = body.get(name)
@@ -219,7 +260,7 @@ def _options(body: dict, provider: str | None, model: str | None) -> SendOptions
     if user is not None and not isinstance(user, str):
         raise GatewayError(400, "user must be a string.", param="user")
     return SendOptions(provider=provider, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream,
-                       stop=_stop(body), response_format=_response_format(body))
+                       stop=_stop(body), response_format=_response_format(body), tools=_tools(body))
 
 
 def _new_message(messages: list) -> str:
@@ -270,6 +311,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             thread_id = _thread_id(request)
             caller = Caller(org_id=token.org_id, token=token)
             if thread_id is not None:
+                if options.tools is not None:
+                    raise GatewayError(400, "tools cannot be offered with X-DAC-Thread-Id: a thread keeps text messages only.",
+                                       param="tools")
                 handle = await message_send(caller=caller, thread_id=thread_id, content=_new_message(body["messages"]), options=options)
             else:
                 handle = await message_send(caller=caller, history=body["messages"], options=options)
@@ -330,7 +374,7 @@ def _complete(handle: SendHandle, answer: Answer) -> HttpResponse:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                "message": _message(answer),
                 "logprobs": None,
                 "finish_reason": _FINISH.get(answer.finish_reason, "stop"),
             }
@@ -340,6 +384,24 @@ def _complete(handle: SendHandle, answer: Answer) -> HttpResponse:
     if answer.citations:
         body["citations"] = answer.citations
     return JsonResponse(body)
+
+
+def _message(answer: Answer) -> dict:
+    message = {"role": "assistant", "content": answer.text, "refusal": None}
+    if answer.tool_calls:
+        message["content"] = answer.text or None  # as OpenAI answers a turn that only calls functions
+        message["tool_calls"] = [{"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                                 for call in answer.tool_calls]
+    return message
+
+
+def _tool_call_delta(part: ToolCallPart) -> dict:
+    """A piece of a tool call in a chunk's delta: the id, type and name come with its first piece."""
+    delta: dict = {"index": part.index}
+    if part.id:
+        delta.update(id=part.id, type="function")
+    delta["function"] = {"name": part.name, "arguments": part.arguments} if part.name else {"arguments": part.arguments}
+    return delta
 
 
 class _AnswerEvents:
@@ -390,7 +452,8 @@ async def _stream(handle: SendHandle, include_usage: bool):
                 error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
                 parts = [b"data: " + json.dumps(error).encode() + b"\n\n", b"data: [DONE]\n\n"]
             else:
-                parts = [chunk({"content": event.text}) for event in batch]
+                parts = [chunk({"tool_calls": [_tool_call_delta(event.part)]}) if isinstance(event, ToolCallDelta)
+                         else chunk({"content": event.text}) for event in batch]
             yield b"".join(parts)
     finally:  # a cancelled sending (the client went away) ends here too
         handle.abandon()

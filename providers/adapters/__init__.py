@@ -21,6 +21,9 @@ from .base import (
     ProviderError,
     ResponseFormat,
     StreamEvent,
+    ToolCall,
+    ToolCallPart,
+    Tools,
 )
 from .client import aclose_shared_client, shared_client
 from .demo import DemoAdapter
@@ -62,6 +65,9 @@ __all__ = [
     "ProviderError",
     "ResponseFormat",
     "StreamEvent",
+    "ToolCall",
+    "ToolCallPart",
+    "Tools",
     "aclose_shared_client",
     "get_adapter",
     "shared_client",

@@ -44,6 +44,40 @@ def redact(text: str, secret: str | None = None) -> str:
     return _KEY_LIKE_RE.sub(REDACTED, text)
 
 
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """Functions the model may call, in OpenAI's shape (each `{"type": "function", "function":
+    {"name", "description"?, "parameters"?, "strict"?}}`), and how it may choose: "auto",
+    "required", "none" or `{"type": "function", "function": {"name": ...}}`."""
+
+    functions: tuple[dict[str, Any], ...]
+    choice: str | dict[str, Any] = "auto"
+    parallel: bool | None = None  # parallel_tool_calls, for the providers that take it
+
+    def names(self) -> list[str]:
+        return [tool["function"]["name"] for tool in self.functions]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model asks the client to make: `arguments` is JSON text, as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallPart:
+    """A piece of a tool call as a stream delivers it: the call's `index` in the answer, its id
+    and name with its first piece, then pieces of its arguments."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
 @dataclass(frozen=True)
 class CompletionResult:
     """A finished answer. Token counts are None when the provider did not report them."""
@@ -61,6 +95,7 @@ class CompletionResult:
     first_token_ms: float | None = None
     # Cost in USD when the provider reports it (Perplexity usage.cost, OpenRouter usage.cost).
     cost_usd: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +113,12 @@ class ResponseFormat:
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """One step of a stream: new text in `delta`; only the last event carries `result`."""
+    """One step of a stream: new text in `delta`, or a piece of a tool call; only the last event
+    carries `result`."""
 
     delta: str
     result: CompletionResult | None = None
+    tool_call: ToolCallPart | None = None
 
 
 class ProviderError(Exception):
@@ -137,13 +174,16 @@ class BaseAdapter:
     `complete()` returns a CompletionResult; `stream()` yields StreamEvents as text arrives and ends
     with one whose `result` is set; both raise ProviderError. `stop` sequences end the answer before
     them (finish reason `stop`, the sequence itself not part of the text), whether or not the
-    provider takes them; `response_format` asks for JSON. `check_key()` makes the cheapest real
+    provider takes them; `response_format` asks for JSON; `tools` offers functions to call (the
+    answer's `tool_calls`; adapters whose `takes_tools` is False are never given them).
+    `check_key()` makes the cheapest real
     call that proves the key works. No retries happen here: bounded retries are the caller's job.
     """
 
     name: ClassVar[str] = ""
     default_model: ClassVar[str | None] = None
     default_base_url: ClassVar[str | None] = None
+    takes_tools: ClassVar[bool] = True
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
         self._api_key = api_key or ""
@@ -165,6 +205,7 @@ class BaseAdapter:
         timeout: float = 30.0,
         stop: Sequence[str] = (),
         response_format: ResponseFormat | None = None,
+        tools: Tools | None = None,
     ) -> CompletionResult:
         raise NotImplementedError
 
@@ -178,6 +219,7 @@ class BaseAdapter:
         timeout: float = 30.0,
         stop: Sequence[str] = (),
         response_format: ResponseFormat | None = None,
+        tools: Tools | None = None,
     ) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from .base import Message, ProviderError, ResponseFormat, message_text
+from .base import Message, ProviderError, ResponseFormat, Tools, message_text
 from .http_adapter import Accumulator, HTTPAdapter, int_or_none
 
 FINISH_REASONS_MAP: dict[str, str] = {
@@ -45,7 +45,7 @@ class ChatCompletionsAdapter(HTTPAdapter):
 
     def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
               temperature: float | None, stream: bool, *, stop: Sequence[str] = (),
-              response_format: ResponseFormat | None = None) -> dict[str, Any]:
+              response_format: ResponseFormat | None = None, tools: Tools | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
         if max_tokens is not None:
             body[self.max_tokens_field] = max_tokens
@@ -55,6 +55,11 @@ class ChatCompletionsAdapter(HTTPAdapter):
             body["stop"] = list(stop)
         if response_format is not None:
             body["response_format"] = self._response_format(response_format)
+        if tools is not None:
+            body["tools"] = list(tools.functions)
+            body["tool_choice"] = tools.choice
+            if tools.parallel is not None:
+                body["parallel_tool_calls"] = tools.parallel
         if stream:
             body["stream"] = True
             if self.include_usage:
@@ -85,8 +90,12 @@ class ChatCompletionsAdapter(HTTPAdapter):
             return ""  # e.g. the usage-only chunk, `choices: []`
         choice = choices[0]
         message = choice.get("delta") or choice.get("message") or {}
-        if message.get("tool_calls") or message.get("function_call"):
-            acc.saw_tool_call = True
+        for position, call in enumerate(message.get("tool_calls") or ()):
+            if isinstance(call, dict):
+                # A stream keys each piece by `index`; a whole answer lists the calls in order.
+                function = call.get("function") if isinstance(call.get("function"), dict) else {}
+                index = call["index"] if isinstance(call.get("index"), int) else position
+                acc.add_tool_call(index, call.get("id"), function.get("name"), function.get("arguments"))
         for note in message.get("annotations") or []:
             # Web-search answers (OpenAI search models, OpenRouter's web plugin) cite this way.
             if isinstance(note, dict) and note.get("type") == "url_citation":

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from .base import BaseAdapter, CompletionResult, Message, ResponseFormat, StreamEvent, message_text
+from .base import BaseAdapter, CompletionResult, Message, ResponseFormat, StreamEvent, ToolCall, ToolCallPart, Tools, message_text
 
 LABEL = "(Demo answer — no provider key is configured.)"
 _CODE_RE = re.compile(
@@ -103,6 +103,9 @@ def compose_answer(messages: Sequence[Message]) -> str:
         "",
         _OPENINGS[seed % len(_OPENINGS)],
     ]
+    if turns and turns[-1][0] == "tool":  # a function's answer to the demo's call
+        result = " ".join(turns[-1][1].split())
+        lines[3:3] = [f"Your function answered: “{result if len(result) <= 200 else result[:197].rstrip() + '...'}”", ""]
     keywords: list[str] = []
     for word in _WORD_RE.findall(question):
         if word.lower() not in _STOPWORDS and word.lower() not in (k.lower() for k in keywords):
@@ -187,28 +190,52 @@ class DemoAdapter(BaseAdapter):
             kept.append(chunk)
         return kept, "length"
 
+    def _tool_call(self, messages: Sequence[Message], tools: Tools | None) -> ToolCall | None:
+        """With tools offered (and not refused by tool_choice "none"), the demo calls one, the
+        chosen or the first, with arguments of its parameters' shape; once a function has
+        answered (the last message is its result) it answers in text."""
+        if tools is None or tools.choice == "none" or (messages and messages[-1].get("role") == "tool"):
+            return None
+        chosen = tools.choice["function"]["name"] if isinstance(tools.choice, dict) else tools.names()[0]
+        function = next(tool["function"] for tool in tools.functions if tool["function"]["name"] == chosen)
+        question = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        arguments = json.dumps(demo_json(function.get("parameters") or {"type": "object"}, question[:200]), ensure_ascii=False)
+        digest = hashlib.sha256(f"{chosen}:{arguments}:{len(messages)}".encode()).hexdigest()[:24]
+        return ToolCall(f"call_demo{digest}", chosen, arguments)
+
     def _result(self, messages: Sequence[Message], model: str, text: str, finish: str,
-                started: float, first_token_ms: float | None = None) -> CompletionResult:
+                started: float, first_token_ms: float | None = None, tool_call: ToolCall | None = None) -> CompletionResult:
         input_tokens = sum(estimate_tokens(message_text(m.get("content"))) + 4 for m in messages)
-        output_tokens = estimate_tokens(text)
+        output_tokens = estimate_tokens(text + (tool_call.arguments if tool_call else ""))
         return CompletionResult(
             text=text, model=model or self.default_model or "demo-1", provider=self.name,
             input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens,
             latency_ms=round((time.perf_counter() - started) * 1000.0, 3), citations=[],
-            finish_reason=finish, first_token_ms=first_token_ms, cost_usd=0.0,
+            finish_reason="tool_calls" if tool_call else finish, first_token_ms=first_token_ms, cost_usd=0.0,
+            tool_calls=(tool_call,) if tool_call else (),
         )
 
     async def complete(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
                        temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
-                       response_format: ResponseFormat | None = None) -> CompletionResult:
+                       response_format: ResponseFormat | None = None, tools: Tools | None = None) -> CompletionResult:
         started = time.perf_counter()
+        tool_call = self._tool_call(messages, tools)
+        if tool_call is not None:
+            return self._result(messages, model, "", "stop", started, tool_call=tool_call)
         chunks, finish = self._answer(messages, max_tokens, stop, response_format)
         return self._result(messages, model, "".join(chunks), finish, started)
 
     async def stream(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
                      temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
-                     response_format: ResponseFormat | None = None) -> AsyncIterator[StreamEvent]:
+                     response_format: ResponseFormat | None = None, tools: Tools | None = None) -> AsyncIterator[StreamEvent]:
         started = time.perf_counter()
+        tool_call = self._tool_call(messages, tools)
+        if tool_call is not None:
+            await asyncio.sleep(self.chunk_delay)
+            first_token_ms = round((time.perf_counter() - started) * 1000.0, 3)
+            yield StreamEvent("", tool_call=ToolCallPart(0, tool_call.id, tool_call.name, tool_call.arguments))
+            yield StreamEvent("", self._result(messages, model, "", "stop", started, first_token_ms, tool_call))
+            return
         chunks, finish = self._answer(messages, max_tokens, stop, response_format)
         first_token_ms = None
         for chunk in chunks:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from .base import Message, ProviderError, ResponseFormat, message_text
+from .base import Message, ProviderError, ResponseFormat, Tools, message_text
 from .http_adapter import Accumulator, HTTPAdapter, int_or_none
 
 FINISH_REASONS_MAP: dict[str, str] = {
@@ -43,22 +45,30 @@ class GeminiAdapter(HTTPAdapter):
 
     def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
               temperature: float | None, stream: bool, *, stop: Sequence[str] = (),
-              response_format: ResponseFormat | None = None) -> dict[str, Any]:
+              response_format: ResponseFormat | None = None, tools: Tools | None = None) -> dict[str, Any]:
         system: list[dict[str, str]] = []
         contents: list[dict[str, Any]] = []
+        called: dict[str, str] = {}  # tool call id → function name (a function's answer names it)
         for message in messages:
             role, text = message.get("role"), message_text(message.get("content"))
             if role in ("system", "developer"):
                 if text:
                     system.append({"text": text})
                 continue
+            parts: list[dict[str, Any]] = [{"text": text}] if text else []  # Gemini rejects empty parts
+            for call in message.get("tool_calls") or ():
+                called[call["id"]] = call["function"]["name"]
+                parts.append({"functionCall": {"name": call["function"]["name"], "args": _json_object(call["function"]["arguments"])}})
+            if role == "tool":
+                name = called.get(message.get("tool_call_id"), "")
+                parts = [{"functionResponse": {"name": name, "response": _json_object(text, key="content")}}]
+            if not parts:
+                continue
             gemini_role = "model" if role == "assistant" else "user"
-            if not text:
-                continue  # Gemini rejects empty parts
             if contents and contents[-1]["role"] == gemini_role:
-                contents[-1]["parts"].append({"text": text})  # turns must alternate: merge
+                contents[-1]["parts"].extend(parts)  # turns must alternate: merge
             else:
-                contents.append({"role": gemini_role, "parts": [{"text": text}]})
+                contents.append({"role": gemini_role, "parts": parts})
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
@@ -75,6 +85,9 @@ class GeminiAdapter(HTTPAdapter):
                 config["responseJsonSchema"] = response_format.schema
         if config:
             body["generationConfig"] = config
+        if tools is not None:
+            body["tools"] = [{"functionDeclarations": [_declaration(tool["function"]) for tool in tools.functions]}]
+            body["toolConfig"] = {"functionCallingConfig": _calling_config(tools.choice)}
         return body
 
     def _absorb(self, acc: Accumulator, payload: dict[str, Any]) -> str:
@@ -100,8 +113,10 @@ class GeminiAdapter(HTTPAdapter):
         for part in parts:
             if not isinstance(part, dict):
                 continue
-            if "functionCall" in part:
-                acc.saw_tool_call = True
+            call = part.get("functionCall")
+            if isinstance(call, dict):  # Gemini names no call id: DAC gives each one
+                acc.add_tool_call(len(acc.tool_calls), f"call_{uuid.uuid4().hex[:24]}", call.get("name"),
+                                  json.dumps(call.get("args") or {}, ensure_ascii=False))
             if not part.get("thought"):  # reasoning summaries are not the answer
                 text += part.get("text") or ""
         grounding = candidate.get("groundingMetadata") or {}
@@ -110,7 +125,7 @@ class GeminiAdapter(HTTPAdapter):
         finish = candidate.get("finishReason")
         if finish:
             mapped = FINISH_REASONS_MAP.get(finish, "other")
-            acc.finish = "tool_calls" if mapped == "stop" and acc.saw_tool_call else mapped
+            acc.finish = "tool_calls" if mapped == "stop" and acc.tool_calls else mapped
         return acc.add_text(text)
 
     def _embedded_error(self, payload: dict[str, Any]) -> ProviderError | None:
@@ -145,3 +160,28 @@ class GeminiAdapter(HTTPAdapter):
         models = payload.get("models") if isinstance(payload, dict) else None
         return [m["name"].removeprefix("models/") for m in models or []
                 if isinstance(m, dict) and isinstance(m.get("name"), str)]
+
+
+def _json_object(text: str, key: str = "value") -> dict[str, Any]:
+    """JSON text as the object Gemini wants (function arguments, a function's answer); text
+    that is not a JSON object goes under `key`."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return value if isinstance(value, dict) else {key: value}
+
+
+def _declaration(function: dict[str, Any]) -> dict[str, Any]:
+    declaration = {"name": function["name"]}
+    if function.get("description"):
+        declaration["description"] = function["description"]
+    if function.get("parameters") is not None:
+        declaration["parametersJsonSchema"] = function["parameters"]  # JSON Schema, as OpenAI's are
+    return declaration
+
+
+def _calling_config(choice: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        return {"mode": "ANY", "allowedFunctionNames": [choice["function"]["name"]]}
+    return {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}[choice]}

@@ -20,7 +20,7 @@ from typing import Any
 
 from dac.storable_text import storable_text
 
-from .base import BaseAdapter, CompletionResult, Message, ProviderError, ResponseFormat, StreamEvent
+from .base import BaseAdapter, CompletionResult, Message, ProviderError, ResponseFormat, StreamEvent, ToolCall, ToolCallPart, Tools
 from .client import TRANSPORT_ERRORS, Reply, received_text, shared_client
 from .http1 import InvalidURL, Response
 from .sse import SSEDecoder
@@ -126,7 +126,9 @@ class Accumulator:
     total_tokens: int | None = None
     citations: list[str] = field(default_factory=list)
     cost_usd: float | None = None
-    saw_tool_call: bool = False
+    # Tool calls by their index in the answer: [id, name, pieces of the arguments].
+    tool_calls: dict[int, list] = field(default_factory=dict)
+    tool_parts: list[ToolCallPart] = field(default_factory=list)  # arrived, not yet passed on
     ended: bool = False  # the provider signalled the end ([DONE] or a terminal chunk)
     first_token_ms: float | None = None
     held: str = ""  # text that may be the start of a stop sequence
@@ -186,6 +188,26 @@ class Accumulator:
             self.parts.append(held)
         return replaced + held
 
+    def add_tool_call(self, index: int, call_id: Any, name: Any, arguments: Any) -> None:
+        """Record a tool call, or a piece of one (a stream sends the id and name first, then the
+        arguments in pieces); kept for the stream to pass on (`tool_parts`)."""
+        call_id = storable_text(call_id) if isinstance(call_id, str) and call_id else None
+        name = storable_text(name) if isinstance(name, str) and name else None
+        arguments = storable_text(arguments) if isinstance(arguments, str) else ""
+        slot = self.tool_calls.setdefault(index, [None, None, []])
+        if call_id and not slot[0]:
+            slot[0] = call_id
+        if name and not slot[1]:
+            slot[1] = name
+        if arguments:
+            slot[2].append(arguments)
+        if call_id or name or arguments:
+            self.tool_parts.append(ToolCallPart(index, call_id, name, arguments))
+
+    def finished_tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(call_id or f"call_{index}", name or "", "".join(pieces))
+                     for index, (call_id, name, pieces) in sorted(self.tool_calls.items()))
+
     def add_citation(self, url: Any) -> None:
         if isinstance(url, str) and url and (url := storable_text(url)) not in self.citations:
             self.citations.append(url)
@@ -204,7 +226,7 @@ class HTTPAdapter(BaseAdapter):
 
     def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
               temperature: float | None, stream: bool, *, stop: Sequence[str] = (),
-              response_format: ResponseFormat | None = None) -> dict[str, Any]:
+              response_format: ResponseFormat | None = None, tools: Tools | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
     def _absorb(self, acc: Accumulator, payload: dict[str, Any]) -> str:
@@ -240,9 +262,9 @@ class HTTPAdapter(BaseAdapter):
 
     async def complete(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
                        temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
-                       response_format: ResponseFormat | None = None) -> CompletionResult:
+                       response_format: ResponseFormat | None = None, tools: Tools | None = None) -> CompletionResult:
         url = self._url(model, False)
-        body = self._body(messages, model, max_tokens, temperature, False, stop=stop, response_format=response_format)
+        body = self._body(messages, model, max_tokens, temperature, False, stop=stop, response_format=response_format, tools=tools)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
@@ -258,9 +280,9 @@ class HTTPAdapter(BaseAdapter):
 
     async def stream(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
                      temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
-                     response_format: ResponseFormat | None = None) -> AsyncIterator[StreamEvent]:
+                     response_format: ResponseFormat | None = None, tools: Tools | None = None) -> AsyncIterator[StreamEvent]:
         url = self._url(model, True)
-        body = self._body(messages, model, max_tokens, temperature, True, stop=stop, response_format=response_format)
+        body = self._body(messages, model, max_tokens, temperature, True, stop=stop, response_format=response_format, tools=tools)
         started = time.perf_counter()
         acc = Accumulator(model, tuple(stop))
         try:
@@ -274,12 +296,13 @@ class HTTPAdapter(BaseAdapter):
                     acc.ended = True
                     if delta:
                         acc.first_token_ms = _ms_since(started)
-                        yield StreamEvent(delta)
+                    for event in _events(acc, delta):
+                        yield event
                 else:
                     # aclosing: if our caller stops early, the event reader is closed right away.
-                    async with aclosing(self._sse_deltas(response, acc, started)) as pieces:
-                        async for delta in pieces:
-                            yield StreamEvent(delta)
+                    async with aclosing(self._sse_events(response, acc, started)) as events:
+                        async for event in events:
+                            yield event
         except TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc) from None
         if not acc.ended and acc.finish is None:
@@ -290,24 +313,22 @@ class HTTPAdapter(BaseAdapter):
             yield StreamEvent(held)
         yield StreamEvent("", self._result(acc, started))
 
-    async def _sse_deltas(self, response: Response, acc: Accumulator,
-                          started: float) -> AsyncIterator[str]:
+    async def _sse_events(self, response: Response, acc: Accumulator,
+                          started: float) -> AsyncIterator[StreamEvent]:
         decoder = SSEDecoder()
         chunks = received_text(response)
         async for text in chunks:
             for data in decoder.feed(text):
-                delta = self._on_event(acc, data, started)
-                if delta:
-                    yield delta
+                for event in _events(acc, self._on_event(acc, data, started)):
+                    yield event
                 if acc.stopped_at_sequence:
                     return  # the provider is still writing: the connection is closed, not drained
                 if acc.ended:
                     await _drain(chunks)
                     return
         for data in decoder.flush():
-            delta = self._on_event(acc, data, started)
-            if delta:
-                yield delta
+            for event in _events(acc, self._on_event(acc, data, started)):
+                yield event
             if acc.ended:
                 return
 
@@ -322,7 +343,7 @@ class HTTPAdapter(BaseAdapter):
         except ValueError:
             raise self._error("unavailable", 200, f"malformed stream event: {data[:80]!r}") from None
         delta = self._take(acc, payload)
-        if delta and acc.first_token_ms is None:
+        if (delta or acc.tool_parts) and acc.first_token_ms is None:
             acc.first_token_ms = _ms_since(started)
         if isinstance(payload, dict) and self._is_terminal(payload):
             acc.ended = True
@@ -364,6 +385,7 @@ class HTTPAdapter(BaseAdapter):
             finish_reason=finish,
             first_token_ms=acc.first_token_ms,
             cost_usd=acc.cost_usd,
+            tool_calls=acc.finished_tool_calls(),
         )
 
     def _json(self, response: Reply) -> Any:
@@ -413,6 +435,15 @@ class HTTPAdapter(BaseAdapter):
         if isinstance(exc, InvalidURL):
             return self._error("bad_request", None, f"invalid base URL for {self.name} ({detail})")
         return self._error("unavailable", None, f"could not reach {self.name} ({detail})")
+
+
+def _events(acc: Accumulator, delta: str) -> list[StreamEvent]:
+    """What one chunk gave the stream: its text, then the pieces of tool calls it carried."""
+    events = [StreamEvent(delta)] if delta else []
+    if acc.tool_parts:
+        events += [StreamEvent("", tool_call=part) for part in acc.tool_parts]
+        acc.tool_parts.clear()
+    return events
 
 
 def _storable_model(model: Any) -> str | None:

@@ -18,6 +18,7 @@ class PerplexityAdapter(ChatCompletionsAdapter):
     default_base_url = "https://api.perplexity.ai"
     max_tokens_field = "max_tokens"
     takes_stop = False  # not in Sonar's parameters: DAC ends the answer at the sequence itself
+    takes_tools = False  # Sonar calls no client functions: routing passes it over for requests with tools
 
     def _response_format(self, wanted: ResponseFormat) -> dict[str, Any]:
         # Sonar's structured output is JSON Schema only (no json_object), in this shape.

@@ -657,8 +657,11 @@ def _chars(value) -> int:
     if isinstance(value, str):
         return len(value)
     if isinstance(value, dict):
-        # a message {"role", "content"}, or a content part {"type": "text", "text"}
-        return _chars(value.get("content")) if "content" in value else _chars(value.get("text"))
+        # a message {"role", "content", "tool_calls"?}, or a content part {"type": "text", "text"}
+        if "content" not in value:
+            return _chars(value.get("text"))
+        calls = value.get("tool_calls") or ()
+        return _chars(value["content"]) + sum(len(call["function"]["name"]) + len(call["function"]["arguments"]) for call in calls)
     if isinstance(value, (list, tuple)):
         return sum(_chars(item) for item in value)
     return len(str(value))

@@ -27,6 +27,8 @@ class Behaviour:
                       word counts of the request and of the answer pieces
       citations       URLs (Perplexity sends them as citations + search_results); None: two examples
       done_sentinel   end SSE streams with `data: [DONE]` (ignored for Gemini, which never sends it)
+      tool_calls      (name, arguments JSON) of each function the answer calls, instead of text
+                      (finish_reason tool_calls); finish_reason "tool_calls" alone calls `lookup`
 
     Streaming
       chunks          split the text into exactly this many pieces (default: one per word; a
@@ -63,6 +65,7 @@ class Behaviour:
     thoughts_tokens: int = 0
     citations: list[str] | None = None
     done_sentinel: bool = True
+    tool_calls: tuple[tuple[str, str], ...] = ()
     chunks: int | None = None
     chunk_gap: float = 0.0
     one_packet: bool = False
@@ -86,6 +89,12 @@ class Behaviour:
                 raise ValueError(f"{name}={value!r}: expected one of {CATEGORIES}")
         if self.finish_reason not in ("stop", "length", "content_filter", "tool_calls"):
             raise ValueError(f"finish_reason={self.finish_reason!r}")
+
+    def calls(self) -> tuple[tuple[str, str], ...]:
+        """The (name, arguments) of the functions the answer calls."""
+        if self.tool_calls:
+            return self.tool_calls
+        return (("lookup", "{}"),) if self.finish_reason == "tool_calls" else ()
 
     def but(self, **changes: Any) -> Behaviour:
         """A copy with some fields changed."""

@@ -33,3 +33,10 @@ async def collect(adapter: Any, **kwargs: Any) -> tuple[list[Any], list[float], 
 
 def deltas(events: list[Any]) -> str:
     return "".join(event.delta for event in events)
+
+
+def adapter_for(fake: Any, key: str | None = KEY) -> Any:
+    """The adapter of a FakeProvider's provider, pointed at it."""
+    from providers.adapters import get_adapter
+
+    return get_adapter(fake.provider, api_key=key, base_url=fake.base_url)

@@ -129,14 +129,15 @@ class ChatWire:
         return list(DEFAULT_CITATIONS if b.citations is None else b.citations)
 
     def _finish(self, b: Behaviour, blocked: bool) -> str:
-        return "content_filter" if blocked else b.finish_reason
+        return "content_filter" if blocked else "tool_calls" if b.calls() else b.finish_reason
 
     def success(self, b: Behaviour, req: RecordedRequest, route: Route, blocked: bool = False) -> Reply:
         text = None if blocked else b.answer(req, self.stop_sequences(req))
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        if b.finish_reason == "tool_calls" and not blocked:
-            message["tool_calls"] = [{"id": "call_fake1", "type": "function",
-                                      "function": {"name": "lookup", "arguments": "{}"}}]
+        if b.calls() and not blocked:
+            message["content"] = None  # a turn that calls functions says nothing else
+            message["tool_calls"] = [{"id": f"call_fake{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+                                     for i, (name, arguments) in enumerate(b.calls(), start=1)]
         if self.provider in ("openai", "openai_compatible"):
             message.update(refusal=None, annotations=[])
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": self._finish(b, blocked)}
@@ -178,6 +179,16 @@ class ChatWire:
             events += [("prelude", b": OPENROUTER PROCESSING\n\n")] * 2
         if not pplx:
             events.append(("prelude", sse(chunk({"role": "assistant", "content": ""}))))
+        if not pplx and b.calls() and not blocked:
+            pieces = []  # a turn that calls functions says nothing else
+            for i, (name, arguments) in enumerate(b.calls()):
+                # The id and name first, then the arguments in pieces, keyed by the call's index.
+                third = max(len(arguments) // 3, 1)
+                first = {"index": i, "id": f"call_fake{i + 1}", "type": "function", "function": {"name": name, "arguments": ""}}
+                events.append(("text", sse(chunk({"role": "assistant", "content": None, "tool_calls": [first]} if i == 0
+                                                 else {"tool_calls": [first]}))))
+                for at in range(0, len(arguments), third):
+                    events.append(("text", sse(chunk({"tool_calls": [{"index": i, "function": {"arguments": arguments[at:at + third]}}]}))))
         for i, piece in enumerate(pieces):
             if pplx:  # running usage and the full citation list on every chunk
                 extra = {"usage": self._usage(b, req, outputs=i + 1), "citations": self._citations(b)}

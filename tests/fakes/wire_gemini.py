@@ -5,6 +5,7 @@ without it), no [DONE], cumulative usageMetadata, safety blocks as HTTP 200."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from typing import Any, ClassVar
 from urllib.parse import unquote
@@ -71,8 +72,8 @@ class GeminiWire:
     def _response(self, b: Behaviour, req: RecordedRequest, route: Route, text: str,
                   finish: str | None, outputs: int | None, response_id: str) -> dict[str, Any]:
         parts: list[dict[str, Any]] = [{"text": text}] if text else []
-        if finish and b.finish_reason == "tool_calls":
-            parts.append({"functionCall": {"name": "lookup", "args": {}}})
+        if finish and b.calls():
+            parts = [{"functionCall": {"name": name, "args": json.loads(arguments)}} for name, arguments in b.calls()]
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
@@ -99,7 +100,8 @@ class GeminiWire:
     def stream(self, b: Behaviour, req: RecordedRequest, route: Route, blocked: bool = False) -> StreamPlan:
         if blocked:
             return StreamPlan([("tail", sse(self._blocked(b, req, route), CRLF2))], array=not route.sse)
-        pieces, response_id = b.pieces(req, self.stop_sequences(req)), f"fake-{next(_ids)}"
+        pieces = [""] if b.calls() else b.pieces(req, self.stop_sequences(req))  # calls come in one chunk
+        response_id = f"fake-{next(_ids)}"
         _, total_out = b.usage(req, self.stop_sequences(req))
         events: list[tuple[str, bytes]] = []
         for i, piece in enumerate(pieces):

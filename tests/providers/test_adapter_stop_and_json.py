@@ -13,7 +13,7 @@ from providers.adapters import ResponseFormat, aclose_shared_client, get_adapter
 from providers.adapters.demo import demo_json
 from providers.adapters.http_adapter import Accumulator
 from tests.fakes import Behaviour, FakeProvider
-from tests.fakes.helpers import HTTP_ADAPTERS, KEY, MESSAGES, collect, deltas
+from tests.fakes.helpers import HTTP_ADAPTERS, MESSAGES, adapter_for, collect, deltas
 
 
 @pytest_asyncio.fixture(autouse=True)
@@ -21,9 +21,6 @@ async def close_shared_client():
     yield
     await aclose_shared_client()
 
-
-def adapter_for(fake: FakeProvider):
-    return get_adapter(fake.provider, api_key=KEY, base_url=fake.base_url)
 
 
 # ---- the accumulator ends the answer ------------------------------------------------------------

@@ -23,7 +23,7 @@ from providers.adapters import (
 from providers.adapters.http_adapter import retry_after_from_headers
 from providers.adapters.sse import SSEDecoder
 from tests.fakes import Behaviour, FakeProvider
-from tests.fakes.helpers import KEY, MESSAGES, collect, deltas
+from tests.fakes.helpers import KEY, MESSAGES, collect, deltas, adapter_for
 
 
 @pytest_asyncio.fixture(autouse=True)
@@ -31,9 +31,6 @@ async def close_shared_client():
     yield
     await aclose_shared_client()
 
-
-def adapter_for(fake: FakeProvider, key: str | None = KEY):
-    return get_adapter(fake.provider, api_key=key, base_url=fake.base_url)
 
 
 # ---- construction -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from providers.adapters import (
     get_adapter,
 )
 from tests.fakes import Behaviour, FakeProvider
-from tests.fakes.helpers import HTTP_ADAPTERS, KEY, MESSAGES, collect, deltas
+from tests.fakes.helpers import HTTP_ADAPTERS, KEY, MESSAGES, collect, deltas, adapter_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -34,10 +34,6 @@ async def close_shared_client():
 def fake(request):
     with FakeProvider(request.param) as server:
         yield server
-
-
-def adapter_for(fake: FakeProvider, key: str = KEY):
-    return get_adapter(fake.provider, api_key=key, base_url=fake.base_url)
 
 
 # ---- success ------------------------------------------------------------------------------------

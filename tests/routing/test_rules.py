@@ -372,8 +372,9 @@ def test_rules_module_does_not_import_django():
 def test_a_request_for_json_is_structured_whatever_its_words_but_fresh_facts_still_come_first():
     plain = evaluate("say hi to the team", 0)
     assert plain.rule != "structured"
-    wanted = evaluate("say hi to the team", 0, wants_json=True)
-    assert (wanted.rule, wanted.provider, wanted.reason) == ("structured", "openai", "The request asks for a JSON answer (response_format)")
-    assert evaluate("write a python function that sorts a list", 0, wants_json=True).reason.startswith("Asks for code")
-    assert evaluate("latest news about the ECB rate decision today", 0, wants_json=True).rule == "web"
-    assert evaluate("say hi to the team", 0, wants_json=True, disabled={"structured"}).rule != "structured"
+    because = "The request asks for a JSON answer (response_format)"
+    wanted = evaluate("say hi to the team", 0, structured_because=because)
+    assert (wanted.rule, wanted.provider, wanted.reason) == ("structured", "openai", because)
+    assert evaluate("write a python function that sorts a list", 0, structured_because=because).reason.startswith("Asks for code")
+    assert evaluate("latest news about the ECB rate decision today", 0, structured_because=because).rule == "web"
+    assert evaluate("say hi to the team", 0, structured_because=because, disabled={"structured"}).rule != "structured"

@@ -345,7 +345,6 @@ _USER = {"role": "user", "content": "hello"}
 
 
 @pytest.mark.parametrize("extra, param, says", [
-    ({"tools": [_TOOL], "tool_choice": "required"}, "tools", "tools is not supported"),
     ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format", "json_schema.name must be"),
     ({"response_format": {"type": "regex", "regex": {"regex": "a+"}}}, "response_format", 'type is "text", "json_object"'),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": []}}}, "response_format",
@@ -364,7 +363,7 @@ _USER = {"role": "user", "content": "hello"}
     ({"max_completion_tokens": 0}, "max_completion_tokens", "max_completion_tokens must be an integer"),
     ({"max_completion_tokens": None, "max_tokens": 0}, "max_tokens", "max_tokens must be an integer"),
     ({"stream": True, "stream_options": {"include_usage": "false"}}, "stream_options", "include_usage must be a boolean"),
-], ids=["tools", "schema-without-name", "regex-format", "schema-not-object", "n", "five-stops", "empty-stop", "nul-stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
+], ids=["schema-without-name", "regex-format", "schema-not-object", "n", "five-stops", "empty-stop", "nul-stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
         "max_completion_tokens", "max_tokens-beside-null", "include_usage-string"])
 def test_what_the_gateway_cannot_honour_is_a_400_not_silently_ignored(asgi_server, token_a, fakes, extra, param, says):
     """Each was answered 200 with one plain-text choice (the field dropped, the image never sent),

@@ -30,7 +30,7 @@ from routing.services import Candidate
 from tenants.context import tenant_context
 from threads.models import Message, Status
 from threads.services import record
-from threads.services.handle import Answer, Delta, Failed, Finished, SendHandle
+from threads.services.handle import Answer, Delta, Failed, Finished, SendHandle, ToolCallDelta
 from threads.services.send import _reserve_from
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,8 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                     result = None
                     stream = adapter.stream(
                         messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
-                        stop=options.stop, response_format=options.response_format, timeout=settings.DAC_PROVIDER_TIMEOUT)
+                        stop=options.stop, response_format=options.response_format, tools=options.tools,
+                        timeout=settings.DAC_PROVIDER_TIMEOUT)
                     async with contextlib.aclosing(stream):
                         async for event in stream:
                             if await _stop_requested(handle):
@@ -168,12 +169,18 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                                     # The reader sends the first token now, not after the rest of
                                     # what arrived with it has been parsed.
                                     await asyncio.sleep(0)
+                            elif event.tool_call is not None:
+                                produced = True
+                                handle.queue.put_nowait(ToolCallDelta(event.tool_call))
+                                if first_token_at is None:
+                                    first_token_at = time.perf_counter()
                             if event.result is not None:
                                 result = event.result
                 else:
                     result = await adapter.complete(
                         messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
-                        stop=options.stop, response_format=options.response_format, timeout=settings.DAC_PROVIDER_TIMEOUT)
+                        stop=options.stop, response_format=options.response_format, tools=options.tools,
+                        timeout=settings.DAC_PROVIDER_TIMEOUT)
             except asyncio.CancelledError:
                 if not handle.abandoned or asyncio.current_task().uncancel() > 0:
                     raise  # cancelled for another reason
@@ -219,6 +226,7 @@ def _fill_success(answer: Answer, candidate: Candidate, result, elapsed: float, 
     answer.input_tokens = result.input_tokens
     answer.output_tokens = result.output_tokens
     answer.citations = list(result.citations or [])
+    answer.tool_calls = list(result.tool_calls)
     answer.finish_reason = result.finish_reason
     answer.routing = handle.plan.to_dict(chosen=candidate)
 

@@ -19,7 +19,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from audit.services import Actor
-from providers.adapters import ResponseFormat
+from providers.adapters import ResponseFormat, ToolCall, ToolCallPart, Tools
 from providers.services import quota
 from routing.services import Candidate, RoutePlan
 from threads.models import Message, Status
@@ -91,6 +91,7 @@ class SendOptions:
     stream: bool = True
     stop: tuple[str, ...] = ()  # the answer ends before the first of these
     response_format: ResponseFormat | None = None  # JSON asked for (the gateway's response_format)
+    tools: Tools | None = None  # functions the model may call (the gateway without a thread)
 
 
 @dataclass
@@ -104,6 +105,7 @@ class Answer:
     input_tokens: int | None = None
     output_tokens: int | None = None
     citations: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str = ""
     error_category: str = ""
     error_message: str = ""
@@ -118,6 +120,13 @@ class Answer:
 @dataclass(frozen=True)
 class Delta:
     text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call, as a stream delivers it."""
+
+    part: ToolCallPart
 
 
 @dataclass(frozen=True)
@@ -204,9 +213,9 @@ class SendHandle:
             if self.provider_waiter is not None:
                 self.provider_waiter.cancel()
 
-    async def events(self) -> AsyncIterator[Delta | Answered | Finished | Failed]:
-        """Deltas as they arrive (streams), Answered (plain calls that got an answer), then one
-        Finished or Failed."""
+    async def events(self) -> AsyncIterator[Delta | ToolCallDelta | Answered | Finished | Failed]:
+        """Deltas (and tool call pieces) as they arrive (streams), Answered (plain calls that got
+        an answer), then one Finished or Failed."""
         self.start()
         while True:
             event = await self.queue.get()
@@ -216,7 +225,7 @@ class SendHandle:
                 return
             yield event
 
-    async def event_batches(self) -> AsyncIterator[list[Delta | Answered | Finished | Failed]]:
+    async def event_batches(self) -> AsyncIterator[list[Delta | ToolCallDelta | Answered | Finished | Failed]]:
         """`events()` in batches: each holds the events that had arrived when the reader asked
         (one at least, EVENT_BATCH_MAX at most), so what arrived together can be sent in one
         write; the answer's end (Finished or Failed) comes last, alone. Nothing waits for more:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from django.db import transaction
 from django.utils import timezone
@@ -31,7 +31,15 @@ def request_hash(handle: SendHandle, candidate: Candidate) -> str:
     """sha256 of what was asked of this candidate (taken once per candidate)."""
     key = (candidate.provider, candidate.model)
     if key not in handle.request_hashes:
-        body = {"provider": candidate.provider, "model": candidate.model, "messages": handle.messages, "max_tokens": handle.options.max_tokens, "temperature": handle.options.temperature}
+        options = handle.options
+        body = {"provider": candidate.provider, "model": candidate.model, "messages": handle.messages, "max_tokens": options.max_tokens, "temperature": options.temperature}
+        # What else shapes the answer, when asked for (an ordinary call's hash is unchanged).
+        if options.stop:
+            body["stop"] = list(options.stop)
+        if options.response_format is not None:
+            body["response_format"] = asdict(options.response_format)
+        if options.tools is not None:
+            body["tools"] = asdict(options.tools)
         handle.request_hashes[key] = sha256_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
     return handle.request_hashes[key]
 
@@ -62,9 +70,11 @@ def note_call(handle: SendHandle, candidate: Candidate, result, error: ProviderE
         details["status"] = error.status
     if handle.abandoned:
         details["abandoned"] = True  # its reader went away: DAC stopped it (SendHandle.abandon)
+    if result is not None and result.tool_calls:
+        details["tool_calls"] = [call.name for call in result.tool_calls]  # which functions, not with what
     audit = AuditEvent(
         "provider.call", f"provider:{candidate.provider}", details,
-        request_hash=request_hash(handle, candidate), response_hash=sha256_hex(result.text) if result else "",
+        request_hash=request_hash(handle, candidate), response_hash=_response_hash(result) if result else "",
     )
     metrics = {
         "provider": candidate.provider, "model": model or "", "outcome": outcome, "latency_ms": elapsed_ms,
@@ -73,6 +83,14 @@ def note_call(handle: SendHandle, candidate: Candidate, result, error: ProviderE
     }
     handle.calls.append(CallRecord(audit, candidate.key_id if error is None else None))
     handle.measurements.append(metrics)
+
+
+def _response_hash(result) -> str:
+    """sha256 of the answer: its text, and its tool calls when it made any."""
+    if not result.tool_calls:
+        return sha256_hex(result.text)
+    calls = [asdict(call) for call in result.tool_calls]
+    return sha256_hex(json.dumps({"text": result.text, "tool_calls": calls}, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 
 # last_used_at is a hint: written at most once a minute per key, not on every call.
@@ -160,7 +178,7 @@ def _quota_settlement(handle: SendHandle, answer: Answer) -> tuple[int | None, b
     if input_tokens is None:
         input_tokens = quota.estimate_prompt_tokens(handle.messages)
     if output_tokens is None:
-        output_tokens = quota.estimate_answer_tokens(answer.text)
+        output_tokens = quota.estimate_answer_tokens(answer.text + "".join(call.arguments for call in answer.tool_calls))
     return input_tokens + output_tokens, True
 
 

@@ -22,6 +22,7 @@ runs through `db_step`, which returns the pooled connection as soon as the step 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -51,7 +52,7 @@ SYSTEM_PROMPT = (
     "You are the assistant of DAC, a team workspace. Answer helpfully and concisely, in the "
     "language of the question. Use Markdown where it helps."
 )
-ROLES = frozenset({"system", "user", "assistant"})
+ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 def validate_content(content) -> str:
     if not isinstance(content, str):
@@ -83,22 +84,50 @@ def validate_history(history) -> list[dict]:
         if role == "developer":
             role = "system"
         if not isinstance(role, str) or role not in ROLES:
-            raise ValidationFailed(f"messages[{index}].role {role!r} is not one of system, user, assistant.", detail={"messages": index})
+            raise ValidationFailed(f"messages[{index}].role {role!r} is not one of system, user, assistant, tool.", detail={"messages": index})
         content = message.get("content")
+        calls = (message.get("tool_calls") or None) if role == "assistant" else None  # [] is no call
         if isinstance(content, list):  # typed parts
             content = _text_of_parts(content, index)
-        if not isinstance(content, str):
+        if not isinstance(content, str) and not (content is None and calls):  # a turn that only calls functions
             raise ValidationFailed(f"messages[{index}].content must be text.", detail={"messages": index})
-        if surrogate := lone_surrogate(content):  # it could not even be sent on to a provider
+        if surrogate := lone_surrogate(content or ""):  # it could not even be sent on to a provider
             raise ValidationFailed(_surrogate_message(f"messages[{index}].content", surrogate), detail={"messages": index})
-        total += len(content)
-        clean.append({"role": role, "content": content})
+        total += len(content or "")
+        kept = {"role": role, "content": content}
+        if calls is not None:
+            kept["tool_calls"] = _tool_calls(calls, index)
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise ValidationFailed(f"messages[{index}].tool_call_id must name the tool call this message answers.",
+                                       detail={"messages": index})
+            kept["tool_call_id"] = call_id
+        clean.append(kept)
     if not any(m["role"] == "user" and m["content"].strip() for m in clean):
         raise ValidationFailed("messages must contain a user message with text.", detail={"messages": "no_user"})
     limit = settings.DAC_MAX_MESSAGE_CHARS * 8
     if total > limit:
         raise ValidationFailed(f"The conversation is {total:,} characters long; the limit is {limit:,}.", detail={"messages": "too_long"})
     return clean
+
+
+def _tool_calls(calls, index: int) -> list[dict]:
+    """An assistant turn's calls, as an answer gave them: [{id, type "function", function: {name, arguments}}]."""
+    shape = (f"messages[{index}].tool_calls must be a list of calls as an answer gives them: "
+             '{"id", "type": "function", "function": {"name", "arguments"}}.')
+    if not isinstance(calls, list) or not calls:
+        raise ValidationFailed(shape, detail={"messages": index})
+    kept = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not (isinstance(function, dict) and all(isinstance(value, str) and value for value in (call.get("id"), function.get("name")))
+                and isinstance(function.get("arguments"), str)):
+            raise ValidationFailed(shape, detail={"messages": index})
+        if surrogate := lone_surrogate(function["arguments"]):
+            raise ValidationFailed(_surrogate_message(f"messages[{index}].tool_calls", surrogate), detail={"messages": index})
+        kept.append({"id": call["id"], "type": "function", "function": {"name": function["name"], "arguments": function["arguments"]}})
+    return kept
 
 
 def _text_of_parts(parts: list, index: int) -> str:
@@ -183,6 +212,14 @@ def _abandon_prepared(preparing: asyncio.Future) -> None:
     handle.abandon()
 
 
+def _estimate(messages: list[dict], options: SendOptions) -> int:
+    """The reservation: the prompt (the functions offered included) and the answer's cap."""
+    estimated = quota.estimate_tokens(messages, options.max_tokens)
+    if options.tools is not None:
+        estimated += quota.estimate_prompt_tokens(json.dumps(options.tools.functions))
+    return estimated
+
+
 def _release_reserved(reserving: asyncio.Future) -> None:
     """A reservation made for a caller that left while it was made: given back."""
     if reserving.cancelled() or reserving.exception() is not None:
@@ -202,7 +239,7 @@ async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], op
     if not plan.candidates:
         return None
     messages = list(history)  # a gateway conversation goes to the provider as the client wrote it
-    estimated = quota.estimate_tokens(messages, options.max_tokens)
+    estimated = _estimate(messages, options)
     # Shielded: Redis counts the reservation once the script is sent, so a caller that leaves
     # while the reply is on its way must not take the reply (and the reservation) with it.
     reserving = asyncio.ensure_future(
@@ -231,6 +268,7 @@ def _plan(caller: Caller, content: str, message_count: int, keys: dict, routing,
         explicit_provider=options.provider,
         explicit_model=options.model,
         wants_json=options.response_format is not None,
+        tools=options.tools is not None,
     )
 
 
@@ -254,7 +292,7 @@ def _prepare(caller: Caller, content: str, thread_id: int | None, history: list[
         # conversation without one is the client's, sent as it wrote it (its own system prompt, or
         # none), as an OpenAI-compatible endpoint must.
         messages = _with_system_prompt(conversation, recalled) if thread is not None else conversation
-        estimated = quota.estimate_tokens(messages, options.max_tokens)
+        estimated = _estimate(messages, options)
         index, reservation = _reserve_from(plan, 0, caller.org_id, estimated)
         try:
             user_id, assistant_id = _save_exchange(thread, caller, content, plan) if thread is not None else (None, None)
