@@ -10,6 +10,7 @@ copies. `model: "auto"` routes by the rules; `"<provider>/<model>"` pins a provi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import secrets
@@ -132,6 +133,7 @@ _UNSUPPORTED = {
 }
 _DEFAULTS = {"n": (1,), "function_call": ("none", "auto"), "top_logprobs": (0,), "modalities": (["text"],)}
 MAX_TOOLS = 128  # OpenAI's own limit
+MAX_SCHEMA_DEPTH = 32  # deeper than any provider takes; bounds the work (and recursion) on a schema
 MAX_STOP_SEQUENCES = 4  # OpenAI's own limit, which clients already keep to
 _SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -181,8 +183,9 @@ def _response_format(body: dict) -> ResponseFormat | None:
     name, schema, strict, description = spec.get("name"), spec.get("schema"), spec.get("strict"), spec.get("description")
     if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
         raise GatewayError(400, "response_format.json_schema.name must be 1 to 64 letters, digits, _ or -.", param="response_format")
-    if schema is not None and not isinstance(schema, dict):
-        raise GatewayError(400, "response_format.json_schema.schema must be a JSON Schema object.", param="response_format")
+    if schema is not None and (not isinstance(schema, dict) or _too_deep(schema)):
+        raise GatewayError(400, f"response_format.json_schema.schema must be a JSON Schema object nested at most {MAX_SCHEMA_DEPTH} deep.",
+                           param="response_format")
     if strict is not None and not isinstance(strict, bool):
         raise GatewayError(400, "response_format.json_schema.strict must be a boolean.", param="response_format")
     if description is not None and not isinstance(description, str):
@@ -192,7 +195,7 @@ def _response_format(body: dict) -> ResponseFormat | None:
 
 def _tools(body: dict) -> Tools | None:
     """`tools` (functions in OpenAI's shape), `tool_choice` and `parallel_tool_calls`. None when no
-    function is offered, or when the client says none may be called."""
+    function is offered."""
     functions, choice, parallel = body.get("tools"), body.get("tool_choice"), body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         raise GatewayError(400, "parallel_tool_calls must be a boolean.", param="parallel_tool_calls")
@@ -209,8 +212,10 @@ def _tools(body: dict) -> Tools | None:
         if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
             raise GatewayError(400, f'tools[{index}] must be {{"type": "function", "function": {{"name", ...}}}} with a name of '
                                     "1 to 64 letters, digits, _ or -.", param="tools")
-        if function.get("parameters") is not None and not isinstance(function["parameters"], dict):
-            raise GatewayError(400, f"tools[{index}].function.parameters must be a JSON Schema object.", param="tools")
+        parameters = function.get("parameters")
+        if parameters is not None and (not isinstance(parameters, dict) or _too_deep(parameters)):
+            raise GatewayError(400, f"tools[{index}].function.parameters must be a JSON Schema object nested at most "
+                                    f"{MAX_SCHEMA_DEPTH} deep.", param="tools")
         if function.get("description") is not None and not isinstance(function["description"], str):
             raise GatewayError(400, f"tools[{index}].function.description must be a string.", param="tools")
         kept.append({"type": "function", "function": {key: function[key] for key in ("name", "description", "parameters", "strict")
@@ -218,11 +223,9 @@ def _tools(body: dict) -> Tools | None:
     names = [tool["function"]["name"] for tool in kept]
     if len(set(names)) < len(names):
         raise GatewayError(400, "tools name the same function twice.", param="tools")
-    if choice is None or choice == "auto":
+    if choice is None:
         choice = "auto"
-    elif choice == "none":
-        return None  # offered but not to be called: a text answer is what was asked
-    elif choice != "required":
+    elif choice not in ("auto", "none", "required"):  # "none": offered, not to be called (some providers want them all the same)
         function = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
         named = function.get("name") if isinstance(function, dict) else None
         if named not in names:
@@ -230,6 +233,13 @@ def _tools(body: dict) -> Tools | None:
                                     '{"name": ...}} naming one of the tools.', param="tool_choice")
         choice = {"type": "function", "function": {"name": named}}
     return Tools(tuple(kept), choice, parallel)
+
+
+def _too_deep(value, depth: int = 0) -> bool:
+    if depth > MAX_SCHEMA_DEPTH:
+        return True
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return any(_too_deep(child, depth + 1) for child in children)
 
 
 def _max_tokens(body: dict) -> int | None:
@@ -311,9 +321,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             thread_id = _thread_id(request)
             caller = Caller(org_id=token.org_id, token=token)
             if thread_id is not None:
-                if options.tools is not None:
+                if options.tools is not None and options.tools.choice != "none":
                     raise GatewayError(400, "tools cannot be offered with X-DAC-Thread-Id: a thread keeps text messages only.",
                                        param="tools")
+                options = dataclasses.replace(options, tools=None)
                 handle = await message_send(caller=caller, thread_id=thread_id, content=_new_message(body["messages"]), options=options)
             else:
                 handle = await message_send(caller=caller, history=body["messages"], options=options)

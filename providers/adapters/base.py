@@ -60,11 +60,14 @@ class Tools:
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A call the model asks the client to make: `arguments` is JSON text, as the model wrote it."""
+    """A call the model asks the client to make: `arguments` is JSON text, as the model wrote it.
+    `signature`: what the provider needs back with the call in the conversation's next request
+    (Gemini's thoughtSignature); never shown to the client."""
 
     id: str
     name: str
     arguments: str
+    signature: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ class ChatCompletionsAdapter(HTTPAdapter):
             body[self.max_tokens_field] = max_tokens
         if temperature is not None:
             body["temperature"] = temperature
-        if stop and self.takes_stop:
+        if stop and self._takes_stop(model):
             body["stop"] = list(stop)
         if response_format is not None:
             body["response_format"] = self._response_format(response_format)
@@ -65,6 +65,9 @@ class ChatCompletionsAdapter(HTTPAdapter):
             if self.include_usage:
                 body["stream_options"] = {"include_usage": True}
         return body
+
+    def _takes_stop(self, model: str) -> bool:
+        return self.takes_stop
 
     def _response_format(self, wanted: ResponseFormat) -> dict[str, Any]:
         if wanted.type == "json_object":
@@ -89,12 +92,13 @@ class ChatCompletionsAdapter(HTTPAdapter):
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return ""  # e.g. the usage-only chunk, `choices: []`
         choice = choices[0]
-        message = choice.get("delta") or choice.get("message") or {}
+        delta = choice.get("delta")
+        message = delta or choice.get("message") or {}
         for position, call in enumerate(message.get("tool_calls") or ()):
             if isinstance(call, dict):
-                # A stream keys each piece by `index`; a whole answer lists the calls in order.
+                # A stream keys each piece by `index`; a whole answer lists its calls in order.
                 function = call.get("function") if isinstance(call.get("function"), dict) else {}
-                index = call["index"] if isinstance(call.get("index"), int) else position
+                index = (call["index"] if isinstance(call.get("index"), int) else position) if delta else None
                 acc.add_tool_call(index, call.get("id"), function.get("name"), function.get("arguments"))
         for note in message.get("annotations") or []:
             # Web-search answers (OpenAI search models, OpenRouter's web plugin) cite this way.

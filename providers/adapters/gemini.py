@@ -22,6 +22,11 @@ FINISH_REASONS_MAP: dict[str, str] = {
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
 }
+# Finish reasons of a function call that went wrong (nothing usable came with them).
+_FAILED_CALL_REASONS = {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
+# What Gemini 3 accepts in place of a call's thought signature that DAC does not have (a call
+# made by another provider, or one whose signature has expired from DAC's store).
+SIGNATURE_PLACEHOLDER = "skip_thought_signature_validator"
 # ErrorInfo reasons that mean the key itself is wrong (Gemini answers those with a 400).
 _KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
@@ -56,9 +61,14 @@ class GeminiAdapter(HTTPAdapter):
                     system.append({"text": text})
                 continue
             parts: list[dict[str, Any]] = [{"text": text}] if text else []  # Gemini rejects empty parts
-            for call in message.get("tool_calls") or ():
+            for number, call in enumerate(message.get("tool_calls") or ()):
                 called[call["id"]] = call["function"]["name"]
-                parts.append({"functionCall": {"name": call["function"]["name"], "args": _json_object(call["function"]["arguments"])}})
+                part = {"functionCall": {"name": call["function"]["name"], "args": _json_object(call["function"]["arguments"])}}
+                # Gemini 3 wants each call's signature back (parallel calls: the first carries it).
+                signature = call.get("thought_signature") or (SIGNATURE_PLACEHOLDER if number == 0 else None)
+                if signature:
+                    part["thoughtSignature"] = signature
+                parts.append(part)
             if role == "tool":
                 name = called.get(message.get("tool_call_id"), "")
                 parts = [{"functionResponse": {"name": name, "response": _json_object(text, key="content")}}]
@@ -70,8 +80,6 @@ class GeminiAdapter(HTTPAdapter):
             else:
                 contents.append({"role": gemini_role, "parts": parts})
         body: dict[str, Any] = {"contents": contents}
-        if system:
-            body["systemInstruction"] = {"parts": system}
         config: dict[str, Any] = {}
         if max_tokens is not None:
             config["maxOutputTokens"] = max_tokens
@@ -79,10 +87,17 @@ class GeminiAdapter(HTTPAdapter):
             config["temperature"] = temperature
         if stop:
             config["stopSequences"] = list(stop)
-        if response_format is not None:
+        if response_format is not None and tools is None:
             config["responseMimeType"] = "application/json"
             if response_format.schema is not None:
                 config["responseJsonSchema"] = response_format.schema
+        elif response_format is not None:
+            # Gemini 2.5 refuses JSON output beside function calling (a 400): the answer's shape
+            # is asked for in words instead.
+            shape = f" matching this JSON Schema: {json.dumps(response_format.schema)}" if response_format.schema else ""
+            system.append({"text": f"When you answer rather than call a function, answer with one JSON object{shape}, nothing else."})
+        if system:
+            body["systemInstruction"] = {"parts": system}
         if config:
             body["generationConfig"] = config
         if tools is not None:
@@ -115,14 +130,17 @@ class GeminiAdapter(HTTPAdapter):
                 continue
             call = part.get("functionCall")
             if isinstance(call, dict):  # Gemini names no call id: DAC gives each one
-                acc.add_tool_call(len(acc.tool_calls), f"call_{uuid.uuid4().hex[:24]}", call.get("name"),
-                                  json.dumps(call.get("args") or {}, ensure_ascii=False))
+                acc.add_tool_call(None, f"call_{uuid.uuid4().hex[:24]}", call.get("name"),
+                                  json.dumps(call.get("args") or {}, ensure_ascii=False), part.get("thoughtSignature"))
             if not part.get("thought"):  # reasoning summaries are not the answer
                 text += part.get("text") or ""
         grounding = candidate.get("groundingMetadata") or {}
         for chunk in grounding.get("groundingChunks") or []:
             acc.add_citation(((chunk or {}).get("web") or {}).get("uri"))
         finish = candidate.get("finishReason")
+        if finish in _FAILED_CALL_REASONS and not text and not acc.tool_calls:
+            # A call the model botched: no answer at all, which a retry or another provider may give.
+            raise self._error("unavailable", 200, f"the model produced no valid function call ({finish})")
         if finish:
             mapped = FINISH_REASONS_MAP.get(finish, "other")
             acc.finish = "tool_calls" if mapped == "stop" and acc.tool_calls else mapped
@@ -165,6 +183,8 @@ class GeminiAdapter(HTTPAdapter):
 def _json_object(text: str, key: str = "value") -> dict[str, Any]:
     """JSON text as the object Gemini wants (function arguments, a function's answer); text
     that is not a JSON object goes under `key`."""
+    if not text.strip():
+        return {}
     try:
         value = json.loads(text)
     except ValueError:

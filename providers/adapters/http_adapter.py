@@ -106,15 +106,36 @@ def int_or_none(value: Any) -> int | None:
 _DRAIN_SECONDS = 0.5
 
 
+def _pairs_joined(held: str, text: str) -> tuple[str, str]:
+    """`text` after `held` (a high surrogate kept from the piece before), its surrogate pairs
+    written as two code points joined into the characters they encode, and its own trailing high
+    surrogate kept back for the next piece: (the text, what is kept)."""
+    text, held = held + text, ""
+    if text and "\ud800" <= text[-1] <= "\udbff":
+        text, held = text[:-1], text[-1]
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass"), held
+
+
+@dataclass
+class _CallSlot:
+    """A tool call as its pieces arrive."""
+
+    id: str | None = None
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+    high_surrogate: str = ""
+    signature: str | None = None
+
+
 @dataclass
 class Accumulator:
     """What a response, or a stream so far, has said.
 
-    With `stop` sequences the answer ends where the first of them begins, whether or not the
-    provider was told about them (Perplexity takes none; an OpenAI-compatible server or an
-    OpenRouter model may drop them): text that could be the start of one is held back until the
-    next piece shows whether it is, and once one is found the rest is ignored and the answer is
-    `ended` with finish reason `stop`."""
+    With `stop` sequences the answer ends where the first of them to be complete begins, whether
+    or not the provider was told about them (Perplexity takes none; an OpenAI-compatible server
+    or an OpenRouter model may drop them): text that could be the start of one is held back until
+    the next piece shows whether it is, and once one is found the rest is ignored and the answer
+    is `ended` with finish reason `stop`."""
 
     requested_model: str
     stop: tuple[str, ...] = ()
@@ -126,14 +147,14 @@ class Accumulator:
     total_tokens: int | None = None
     citations: list[str] = field(default_factory=list)
     cost_usd: float | None = None
-    # Tool calls by their index in the answer: [id, name, pieces of the arguments].
-    tool_calls: dict[int, list] = field(default_factory=dict)
+    tool_calls: list[_CallSlot] = field(default_factory=list)  # in the order they began
     tool_parts: list[ToolCallPart] = field(default_factory=list)  # arrived, not yet passed on
     ended: bool = False  # the provider signalled the end ([DONE] or a terminal chunk)
     first_token_ms: float | None = None
     held: str = ""  # text that may be the start of a stop sequence
     stopped_at_sequence: bool = False
     high_surrogate: str = ""  # a piece's last character, half a pair whose other half may come next
+    _slot_of_index: dict[int, int] = field(default_factory=dict)  # a stream's call index → its slot
 
     @property
     def text(self) -> str:
@@ -148,7 +169,7 @@ class Accumulator:
         escaped in two events) is joined back into its character."""
         if text:
             if self.high_surrogate or "\ud800" <= text[-1] <= "\udbff":
-                text = self._pairs_joined(text)
+                text, self.high_surrogate = _pairs_joined(self.high_surrogate, text)
             text = storable_text(text)
             if self.stop:
                 text = self._before_stop(text)
@@ -156,21 +177,16 @@ class Accumulator:
                 self.parts.append(text)
         return text or ""
 
-    def _pairs_joined(self, text: str) -> str:
-        text, self.high_surrogate = self.high_surrogate + text, ""
-        if "\ud800" <= text[-1] <= "\udbff":
-            text, self.high_surrogate = text[:-1], text[-1]
-        # Surrogate pairs written as two code points become the one character they encode.
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
-
     def _before_stop(self, text: str) -> str:
         if self.stopped_at_sequence:
             return ""
         pending = self.held + text
-        found = [at for at in (pending.find(sequence) for sequence in self.stop) if at >= 0]
+        # (end, start) of each sequence's first occurrence: the one complete first ends the answer
+        # (as a model stops at it), wherever a longer one began.
+        found = [(at + len(sequence), at) for sequence in self.stop if (at := pending.find(sequence)) >= 0]
         if found:
             self.held, self.stopped_at_sequence, self.ended, self.finish = "", True, True, "stop"
-            return pending[:min(found)]
+            return pending[:min(found)[1]]
         keep = max((n for sequence in self.stop for n in range(min(len(sequence) - 1, len(pending)), 0, -1)
                     if pending.endswith(sequence[:n])), default=0)
         self.held = pending[len(pending) - keep:] if keep else ""
@@ -188,25 +204,39 @@ class Accumulator:
             self.parts.append(held)
         return replaced + held
 
-    def add_tool_call(self, index: int, call_id: Any, name: Any, arguments: Any) -> None:
-        """Record a tool call, or a piece of one (a stream sends the id and name first, then the
-        arguments in pieces); kept for the stream to pass on (`tool_parts`)."""
+    def add_tool_call(self, index: int | None, call_id: Any, name: Any, arguments: Any, signature: Any = None) -> None:
+        """Record a tool call (`index` None: a whole one, the next in the answer), or a piece of
+        one from a stream, keyed by the stream's `index`: the id and name come first, then the
+        arguments in pieces. A piece with a new id under an index already in use begins another
+        call (Ollama and others number every call 0). Kept for the stream to pass on
+        (`tool_parts`), numbered in the order the calls began, id and name once."""
         call_id = storable_text(call_id) if isinstance(call_id, str) and call_id else None
-        name = storable_text(name) if isinstance(name, str) and name else None
-        arguments = storable_text(arguments) if isinstance(arguments, str) else ""
-        slot = self.tool_calls.setdefault(index, [None, None, []])
-        if call_id and not slot[0]:
-            slot[0] = call_id
-        if name and not slot[1]:
-            slot[1] = name
-        if arguments:
-            slot[2].append(arguments)
-        if call_id or name or arguments:
-            self.tool_parts.append(ToolCallPart(index, call_id, name, arguments))
+        position = None if index is None else self._slot_of_index.get(index)
+        if position is None or (call_id and self.tool_calls[position].id not in (None, call_id)):
+            position = len(self.tool_calls)
+            self.tool_calls.append(_CallSlot())
+            if index is not None:
+                self._slot_of_index[index] = position
+        slot = self.tool_calls[position]
+        new_id = call_id if call_id and slot.id is None else None
+        new_name = storable_text(name) if isinstance(name, str) and name and slot.name is None else None
+        slot.id, slot.name = slot.id or new_id, slot.name or new_name
+        if isinstance(signature, str) and signature:
+            slot.signature = signature
+        pieces = ""
+        if isinstance(arguments, str) and (arguments or slot.high_surrogate):
+            pieces, slot.high_surrogate = _pairs_joined(slot.high_surrogate, arguments)
+            pieces = storable_text(pieces)
+            if pieces:
+                slot.arguments.append(pieces)
+        if new_id or new_name or pieces:
+            self.tool_parts.append(ToolCallPart(position, new_id, new_name, pieces))
 
     def finished_tool_calls(self) -> tuple[ToolCall, ...]:
-        return tuple(ToolCall(call_id or f"call_{index}", name or "", "".join(pieces))
-                     for index, (call_id, name, pieces) in sorted(self.tool_calls.items()))
+        return tuple(
+            ToolCall(slot.id or f"call_{position}", slot.name or "",
+                     "".join(slot.arguments) + ("\ufffd" if slot.high_surrogate else ""), slot.signature)
+            for position, slot in enumerate(self.tool_calls))
 
     def add_citation(self, url: Any) -> None:
         if isinstance(url, str) and url and (url := storable_text(url)) not in self.citations:

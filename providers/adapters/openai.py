@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from .chat_completions import ChatCompletionsAdapter
+
+# Reasoning models answer `stop` with a 400 unsupported_parameter: DAC ends their answers itself.
+_REASONING_MODEL = re.compile(r"(?:.*/)?(?:o\d|gpt-5)")
 
 
 class OpenAIAdapter(ChatCompletionsAdapter):
@@ -13,3 +18,6 @@ class OpenAIAdapter(ChatCompletionsAdapter):
     max_tokens_field = "max_completion_tokens"
     # Without it a stream reports no usage at all, and quotas need the real token counts.
     include_usage = True
+
+    def _takes_stop(self, model: str) -> bool:
+        return not _REASONING_MODEL.match(model)

@@ -27,6 +27,9 @@ class GeminiWire:
     filtered_is_200 = True  # a blocked prompt is promptFeedback.blockReason in a 200
     MODELS: ClassVar[list[str]] = ["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash"]
 
+    def __init__(self) -> None:
+        self.signatures: set[str] = set()  # the thought signatures this fake gave out
+
     def route(self, req: RecordedRequest) -> Route:
         if req.method == "GET" and req.path in ("/v1beta/models", "/v1/models"):
             return Route("models")
@@ -53,6 +56,18 @@ class GeminiWire:
         if "responseJsonSchema" in config and config.get("responseMimeType") != "application/json":
             return ("* GenerateContentRequest.generation_config.response_mime_type: response_mime_type must be "
                     "application/json when response_json_schema is set.")
+        body = req.json if isinstance(req.json, dict) else {}
+        if body.get("tools") and config.get("responseMimeType") == "application/json":
+            return "Function calling with a response mime type: 'application/json' is unsupported"
+        model = self.route(req).model
+        for number, content in enumerate(body.get("contents") or []):
+            calls = [part for part in content.get("parts") or [] if "functionCall" in part]
+            signature = calls[0].get("thoughtSignature") if calls else None
+            # Gemini 3 wants the first call of each turn back with the signature it came with.
+            if calls and model.startswith("gemini-3") and signature is None:
+                return f"Function call `{calls[0]['functionCall'].get('name')}` in the {number}. content block is missing a `thought_signature`."
+            if signature is not None and signature not in self.signatures and signature != "skip_thought_signature_validator":
+                return "Corrupted thought signature."
         return None
 
     # ---- success ----------------------------------------------------------------------------
@@ -74,6 +89,9 @@ class GeminiWire:
         parts: list[dict[str, Any]] = [{"text": text}] if text else []
         if finish and b.calls():
             parts = [{"functionCall": {"name": name, "args": json.loads(arguments)}} for name, arguments in b.calls()]
+            signature = f"c2ln{next(_ids):06d}"  # opaque; on the first call of the turn, as Gemini 3 sends it
+            self.signatures.add(signature)
+            parts[0]["thoughtSignature"] = signature
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish:
             candidate["finishReason"] = finish

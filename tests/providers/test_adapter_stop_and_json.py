@@ -168,3 +168,10 @@ async def test_a_split_pair_streamed_by_a_provider_arrives_whole():
         events, _, error = await collect(adapter, model="m")
     pieces = [e.delta for e in events if e.delta]
     assert error is None and "".join(pieces) == "hi \U0001f600 there" == events[-1].result.text
+
+
+def test_of_overlapping_sequences_the_one_complete_first_ends_the_answer_however_it_is_split():
+    """A model stops as soon as a sequence is complete: "Y" at 'aY', before "aYaY" could be."""
+    for pieces in (["aYaY"], ["aY", "aY"], ["a", "Y", "a", "Y"]):
+        _, acc = pieces_through(("Y", "aYaY"), pieces)
+        assert acc.text == "a", pieces

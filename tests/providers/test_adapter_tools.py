@@ -8,9 +8,9 @@ import json
 import pytest
 import pytest_asyncio
 
-from providers.adapters import Tools, aclose_shared_client, get_adapter
+from providers.adapters import ProviderError, Tools, aclose_shared_client, get_adapter
 from tests.fakes import Behaviour, FakeProvider
-from tests.fakes.helpers import adapter_for, collect
+from tests.fakes.helpers import KEY, adapter_for, collect
 
 
 @pytest_asyncio.fixture(autouse=True)
@@ -94,7 +94,9 @@ async def test_gemini_is_sent_a_call_and_its_result_as_function_call_and_named_f
     assert result.text == "Clear, 21 °C."
     assert fake.last_request.json["contents"] == [
         {"role": "user", "parts": [{"text": "weather in Lisbon?"}]},
-        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}}}]},
+        # A call DAC holds no signature for gets the placeholder Gemini 3 accepts (it refuses none).
+        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}},
+                                     "thoughtSignature": "skip_thought_signature_validator"}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"sky": "clear", "celsius": 21}}}]},
     ]
     assert fake.last_request.json["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
@@ -111,3 +113,100 @@ async def test_the_demo_calls_the_function_with_arguments_of_its_shape_then_read
     answered = await demo.complete(messages=ANSWERED, model="demo-1", tools=TOOLS)
     assert not answered.tool_calls and "Your function answered: “{\"sky\": \"clear\", \"celsius\": 21}”" in answered.text
     assert not (await demo.complete(messages=ASKED, model="demo-1", tools=Tools((WEATHER,), "none"))).tool_calls
+
+
+# ---- what the review of the first version found -------------------------------------------------
+
+def _chunks_through(adapter, payloads):
+    from providers.adapters.http_adapter import Accumulator
+
+    acc = Accumulator("m")
+    for payload in payloads:
+        adapter._take(acc, payload)
+    return acc
+
+
+def test_calls_a_server_numbers_alike_stay_apart():
+    """Ollama, SGLang and others give every call `index: 0`: the second call's id, name and
+    arguments were appended to the first's, in a stream and in a whole answer alike."""
+    adapter = get_adapter("openai_compatible", base_url="http://127.0.0.1:1/v1")
+
+    def piece(**call):
+        return {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, **call}]}}]}
+
+    acc = _chunks_through(adapter, [
+        piece(id="call_a", type="function", function={"name": "get_weather", "arguments": '{"city":'}),
+        piece(function={"arguments": '"Lisbon"}'}),
+        piece(id="call_b", type="function", function={"name": "get_time", "arguments": '{"tz":"WET"}'}),
+        piece(id="call_b", function={"arguments": ""}),  # an id repeated on a later piece is no new call
+    ])
+    assert [(c.id, c.name, c.arguments) for c in acc.finished_tool_calls()] == [
+        ("call_a", "get_weather", '{"city":"Lisbon"}'), ("call_b", "get_time", '{"tz":"WET"}')]
+    assert [(p.index, p.id, p.name) for p in acc.tool_parts if p.id] == [(0, "call_a", "get_weather"), (1, "call_b", "get_time")]
+    whole = _chunks_through(adapter, [{"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"tool_calls": [
+        {"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+        {"index": 0, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]}}]}])
+    assert [c.name for c in whole.finished_tool_calls()] == ["get_weather", "get_time"]
+
+
+def test_an_emoji_split_across_two_pieces_of_arguments_is_joined_back():
+    from providers.adapters.http_adapter import Accumulator
+
+    acc = Accumulator("m")
+    for piece in ('{"text": "hi \ud83d', '\ude00"}'):
+        acc.add_tool_call(0, "call_a", "say", piece)
+    assert acc.finished_tool_calls()[0].arguments == '{"text": "hi \U0001f600"}'
+
+
+def test_a_botched_gemini_call_is_an_error_not_an_empty_answer():
+    adapter = get_adapter("gemini", api_key=KEY)
+    with pytest.raises(ProviderError) as failed:
+        _chunks_through(adapter, [{"candidates": [{"content": {}, "finishReason": "MALFORMED_FUNCTION_CALL"}]}])
+    assert failed.value.category == "unavailable" and "MALFORMED_FUNCTION_CALL" in failed.value.message
+
+
+@pytest.mark.asyncio
+async def test_gemini_3_gets_its_signature_back_and_a_placeholder_for_calls_it_did_not_make():
+    with FakeProvider("gemini", behaviour=Behaviour(tool_calls=(("get_weather", ARGUMENTS),))) as fake:
+        called = await adapter_for(fake).complete(messages=ASKED, model="gemini-3-flash", tools=TOOLS)
+        [call] = called.tool_calls
+        assert call.signature in fake.wire.signatures
+        fake.behaviour = Behaviour(text="Clear.")
+        history = [*ASKED, {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}, "thought_signature": call.signature}]},
+            {"role": "tool", "tool_call_id": call.id, "content": "clear"}]
+        assert (await adapter_for(fake).complete(messages=history, model="gemini-3-flash", tools=TOOLS)).text == "Clear."
+        assert fake.last_request.json["contents"][1]["parts"][0]["thoughtSignature"] == call.signature
+        # The same conversation with no signature (a call another provider made): the placeholder.
+        assert (await adapter_for(fake).complete(messages=ANSWERED, model="gemini-3-flash", tools=TOOLS)).text == "Clear."
+
+
+@pytest.mark.asyncio
+async def test_gemini_with_tools_and_a_json_answer_gets_the_shape_in_words_not_a_mime_type():
+    """Gemini 2.5 refuses responseMimeType application/json beside tools (a 400)."""
+    from providers.adapters import ResponseFormat
+
+    with FakeProvider("gemini", behaviour=Behaviour(text='{"ok": true}')) as fake:
+        result = await adapter_for(fake).complete(messages=ASKED, model="gemini-2.5-flash", tools=TOOLS,
+                                                  response_format=ResponseFormat("json_schema", name="r", schema={"type": "object"}))
+    assert result.text == '{"ok": true}'
+    sent = fake.last_request.json
+    assert "responseMimeType" not in sent.get("generationConfig", {})
+    assert 'answer with one JSON object matching this JSON Schema: {"type": "object"}' in sent["systemInstruction"]["parts"][-1]["text"]
+
+
+@pytest.mark.asyncio
+async def test_openai_reasoning_models_are_not_sent_stop_and_dac_ends_the_answer_itself():
+    with FakeProvider("openai", behaviour=Behaviour(text="Thought: done.\nObservation: more")) as fake:
+        result = await adapter_for(fake).complete(messages=ASKED, model="o4-mini", stop=["\nObservation:"])
+        assert "stop" not in fake.last_request.json and result.text == "Thought: done."
+        await adapter_for(fake).complete(messages=ASKED, model="gpt-4o-mini", stop=["\nObservation:"])
+        assert fake.last_request.json["stop"] == ["\nObservation:"]
+
+
+def test_gemini_takes_empty_arguments_as_no_arguments():
+    adapter = get_adapter("gemini", api_key=KEY)
+    history = [*ASKED, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "now", "arguments": ""}}]}]
+    body = adapter._body(history, "gemini-2.5-flash", None, None, False, tools=TOOLS)
+    assert body["contents"][1]["parts"][0]["functionCall"]["args"] == {}

@@ -12,6 +12,7 @@ import pytest
 from audit.models import AuditLog
 from providers.services.quota import quota_usage
 from tenants.context import tenant_context
+from tests.assertions import tokens_counted
 from tests.fakes import Behaviour
 from threads.models import Thread
 
@@ -115,7 +116,7 @@ def test_the_demo_provider_calls_functions_too(asgi_server, token_a):
     ({"tools": [], "tool_choice": "required"}, "tool_choice", "no tools are given"),
     ({"parallel_tool_calls": "yes"}, "parallel_tool_calls", "must be a boolean"),
     ({"functions": [WEATHER["function"]]}, "functions", "legacy function calling: use tools"),
-    ({"messages": [*ASK, {"role": "tool", "content": "21"}]}, "messages", "tool_call_id must name the tool call"),
+    ({"messages": [*ASK, {"role": "tool", "content": "21"}]}, "messages", "tool_call_id must name a tool call"),
     ({"messages": [*ASK, {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": {"name": "x"}}]}]},
      "messages", "tool_calls must be a list of calls"),
 ], ids=["perplexity", "bad-name", "twice", "parameters-text", "choice-unknown", "choice-function-text", "choice-without-tools", "parallel-text",
@@ -138,3 +139,70 @@ def test_tools_with_a_thread_are_a_400_and_nothing_is_saved(sdk, fakes, org_a):
     assert "a thread keeps text messages only" in refused.value.message
     with tenant_context(org_a):
         assert not thread.messages.exists()
+
+
+def test_a_gemini_3_agent_loop_carries_the_calls_thought_signature(sdk, fakes):
+    """Gemini 3 refuses a call sent back without its thought signature (a 400 on turn two); the
+    client never sees it, so DAC keeps it by the call's id."""
+    fake = fakes["gemini"]
+    fake.enqueue(Behaviour(tool_calls=(("get_weather", '{"city": "Lisbon"}'),)), Behaviour(text="Clear."))
+    call_id, text, finish, _ = _loop(sdk, "gemini/gemini-3-flash", stream=False)
+    assert (text, finish) == ("Clear.", "stop")
+    sent = fake.requests[1].json["contents"][1]["parts"][0]
+    assert sent["thoughtSignature"] in fake.wire.signatures and "signature" not in json.dumps(fake.requests[0].json)
+
+
+def test_a_stream_cut_after_pieces_of_a_call_is_counted(sdk, fakes, org_a):
+    """The client had the call's pieces; the reservation was given back in full (as if nothing came)."""
+    fakes["openai"].behaviour = Behaviour(tool_calls=(("get_weather", '{"city": "' + "L" * 400 + '"}'),),
+                                          midstream_error="unavailable", error_after=3)
+    chunks = []
+    with pytest.raises(openai.APIError, match="The answer was cut off"):
+        for chunk in sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=ASK, tools=[WEATHER], stream=True):
+            chunks.append(chunk)
+    assert any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
+    counted = tokens_counted(org_a, "openai")  # the prompt and the ~280 characters of arguments that arrived
+    assert quota_usage(org_id=org_a.id, provider="openai").requests_used == 1 and counted >= 70
+
+
+def test_a_conversation_holding_calls_is_not_routed_to_a_provider_that_calls_none(sdk, fakes):
+    """A summary of a tool history (no tools offered) went to Perplexity, which takes no tool turns;
+    and tool_choice "none" dropped the tools some providers need beside such turns."""
+    fakes["openai"].behaviour = Behaviour(text="It was sunny.")
+    history = [{"role": "user", "content": "latest news about the weather in Lisbon today"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+               {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+    raw = sdk.chat.completions.with_raw_response.create(model="auto", messages=history)
+    assert raw.headers["x-dac-provider"] != "perplexity" and not fakes["perplexity"].requests
+    sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=history, tools=[WEATHER], tool_choice="none")
+    assert fakes["openai"].requests[-1].json["tool_choice"] == "none" and fakes["openai"].requests[-1].json["tools"] == [WEATHER]
+
+
+def test_a_schema_nested_deeper_than_any_provider_takes_is_a_400(asgi_server, token_a, fakes):
+    """~250 levels made the call fail after the provider had answered (RecursionError hashing the
+    request): a 502, no provider.call audit row, nothing counted."""
+    deep: dict = {"type": "object"}
+    for _ in range(250):
+        deep = {"type": "object", "properties": {"a": deep}}
+    for extra in ({"tools": [{"type": "function", "function": {"name": "f", "parameters": deep}}]},
+                  {"response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": deep}}}):
+        response = httpx.post(f"{asgi_server.url}/v1/chat/completions", json={"model": "openai/gpt-4o-mini", "messages": ASK, **extra},
+                              headers={"Authorization": f"Bearer {token_a}"}, timeout=20)
+        assert response.status_code == 400 and "nested at most 32 deep" in response.json()["error"]["message"], response.text
+    assert not fakes["openai"].requests
+
+
+def test_a_tool_result_must_answer_a_call_made_earlier(asgi_server, token_a, fakes):
+    body = {"model": "openai/gpt-4o-mini", "messages": [*ASK, {"role": "tool", "tool_call_id": "call_nobody_made", "content": "21"}]}
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token_a}"}, timeout=20)
+    assert response.status_code == 400 and "must name a tool call of an earlier assistant message" in response.json()["error"]["message"]
+
+
+def test_tools_not_to_be_called_are_accepted_with_a_thread(sdk, fakes, org_a):
+    fakes["openrouter"].behaviour = Behaviour(text="fine")
+    with tenant_context(org_a):
+        thread = Thread.objects.create(org=org_a)
+    completion = sdk.chat.completions.create(model="openrouter/meta/llama", messages=ASK, tools=[WEATHER], tool_choice="none",
+                                             extra_headers={"X-DAC-Thread-Id": str(thread.pk)})
+    assert completion.choices[0].message.content == "fine" and "tools" not in fakes["openrouter"].requests[0].json

@@ -131,6 +131,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
         error = ProviderError("auth" if isinstance(exc, vault.VaultError) else "bad_request", None, str(exc))
         record.note_call(handle, candidate, None, error, 0.0, None)
         return error, False
+    messages = await _with_signatures(handle, candidate)
     adapter_options = {"chunk_delay": settings.DAC_DEMO_STREAM_DELAY_MS / 1000} if candidate.provider == "demo" else {}
     adapter = get_adapter(candidate.provider, api_key=api_key, base_url=base_url, **adapter_options)
     attempts = 1 + settings.DAC_PROVIDER_RETRIES
@@ -152,7 +153,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                 if options.stream:
                     result = None
                     stream = adapter.stream(
-                        messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
+                        messages=messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
                         stop=options.stop, response_format=options.response_format, tools=options.tools,
                         timeout=settings.DAC_PROVIDER_TIMEOUT)
                     async with contextlib.aclosing(stream):
@@ -171,6 +172,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                                     await asyncio.sleep(0)
                             elif event.tool_call is not None:
                                 produced = True
+                                answer.tool_call_text += (event.tool_call.name or "") + event.tool_call.arguments
                                 handle.queue.put_nowait(ToolCallDelta(event.tool_call))
                                 if first_token_at is None:
                                     first_token_at = time.perf_counter()
@@ -178,7 +180,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                                 result = event.result
                 else:
                     result = await adapter.complete(
-                        messages=handle.messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
+                        messages=messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
                         stop=options.stop, response_format=options.response_format, tools=options.tools,
                         timeout=settings.DAC_PROVIDER_TIMEOUT)
             except asyncio.CancelledError:
@@ -200,10 +202,37 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
             await asyncio.sleep(_backoff(attempt, error))
             continue
         elapsed = (time.perf_counter() - call_started) * 1000
+        await _keep_signatures(handle, result)
         _fill_success(answer, candidate, result, elapsed, _ms_since(call_started, first_token_at), handle)
         record.note_call(handle, candidate, result, None, elapsed, answer.first_token_ms)
         return None, produced
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# A tool call's thought signature (Gemini), kept for the request that brings the call back.
+SIGNATURE_KEY = "dac:toolsig:{org_id}:{call_id}"
+SIGNATURE_SECONDS = 24 * 3600
+
+
+async def _keep_signatures(handle: SendHandle, result) -> None:
+    """Clients send a call back as OpenAI shaped it (id, name, arguments): what else its provider
+    needs with it (Gemini 3 refuses a call without its thought signature) is kept here, by id."""
+    signatures = {SIGNATURE_KEY.format(org_id=handle.caller.org_id, call_id=call.id): call.signature
+                  for call in result.tool_calls if call.signature}
+    if signatures:
+        await sync_to_async(cache.set_many, thread_sensitive=False)(signatures, timeout=SIGNATURE_SECONDS)
+
+
+async def _with_signatures(handle: SendHandle, candidate: Candidate) -> list[dict]:
+    """The conversation for `candidate`: for Gemini, each call it made earlier carries its kept
+    thought signature; the others get the conversation as the client sent it."""
+    ids = [call["id"] for message in handle.messages for call in message.get("tool_calls") or ()]
+    if candidate.provider != "gemini" or not ids:
+        return handle.messages
+    keys = {call_id: SIGNATURE_KEY.format(org_id=handle.caller.org_id, call_id=call_id) for call_id in ids}
+    kept = await sync_to_async(cache.get_many, thread_sensitive=False)(list(keys.values()))
+    return [{**message, "tool_calls": [{**call, "thought_signature": kept.get(keys[call["id"]])} for call in message["tool_calls"]]}
+            if message.get("tool_calls") else message for message in handle.messages]
 
 
 def _ms_since(start: float, at: float | None) -> int | None:

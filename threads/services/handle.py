@@ -106,6 +106,7 @@ class Answer:
     output_tokens: int | None = None
     citations: list[str] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_text: str = ""  # the names and arguments of tool calls streamed so far
     finish_reason: str = ""
     error_category: str = ""
     error_message: str = ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
@@ -36,10 +36,10 @@ def request_hash(handle: SendHandle, candidate: Candidate) -> str:
         # What else shapes the answer, when asked for (an ordinary call's hash is unchanged).
         if options.stop:
             body["stop"] = list(options.stop)
-        if options.response_format is not None:
-            body["response_format"] = asdict(options.response_format)
+        if options.response_format is not None:  # (not asdict: it copies a schema level by level, recursively)
+            body["response_format"] = {name: getattr(options.response_format, name) for name in ("type", "name", "schema", "strict", "description")}
         if options.tools is not None:
-            body["tools"] = asdict(options.tools)
+            body["tools"] = {"functions": options.tools.functions, "choice": options.tools.choice, "parallel": options.tools.parallel}
         handle.request_hashes[key] = sha256_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
     return handle.request_hashes[key]
 
@@ -89,7 +89,7 @@ def _response_hash(result) -> str:
     """sha256 of the answer: its text, and its tool calls when it made any."""
     if not result.tool_calls:
         return sha256_hex(result.text)
-    calls = [asdict(call) for call in result.tool_calls]
+    calls = [{"id": call.id, "name": call.name, "arguments": call.arguments} for call in result.tool_calls]
     return sha256_hex(json.dumps({"text": result.text, "tool_calls": calls}, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 
@@ -168,7 +168,8 @@ def _quota_settlement(handle: SendHandle, answer: Answer) -> tuple[int | None, b
     provider that reports no usage) the prompt and the text that arrived: a provider stops
     generating when its stream is closed, and the estimate (the prompt plus max_tokens) would
     charge every Stop as a full-length answer."""
-    if answer.not_sent or (answer.status != Status.COMPLETE and not answer.text):
+    produced = answer.text + (answer.tool_call_text or "".join(call.name + call.arguments for call in answer.tool_calls))
+    if answer.not_sent or (answer.status != Status.COMPLETE and not produced):
         return None, False
     input_tokens, output_tokens = answer.input_tokens, answer.output_tokens
     if not (input_tokens or output_tokens):
@@ -178,7 +179,7 @@ def _quota_settlement(handle: SendHandle, answer: Answer) -> tuple[int | None, b
     if input_tokens is None:
         input_tokens = quota.estimate_prompt_tokens(handle.messages)
     if output_tokens is None:
-        output_tokens = quota.estimate_answer_tokens(answer.text + "".join(call.arguments for call in answer.tool_calls))
+        output_tokens = quota.estimate_answer_tokens(produced)
     return input_tokens + output_tokens, True
 
 

@@ -77,6 +77,7 @@ def validate_history(history) -> list[dict]:
         raise ValidationFailed("messages must be a non-empty list.", detail={"messages": "empty"})
     clean = []
     total = 0
+    called: set[str] = set()  # the ids of the tool calls made so far
     for index, message in enumerate(history):
         if not isinstance(message, dict):
             raise ValidationFailed(f"messages[{index}] must be an object.", detail={"messages": index})
@@ -99,10 +100,11 @@ def validate_history(history) -> list[dict]:
             kept["tool_calls"] = _tool_calls(calls, index)
         if role == "tool":
             call_id = message.get("tool_call_id")
-            if not isinstance(call_id, str) or not call_id:
-                raise ValidationFailed(f"messages[{index}].tool_call_id must name the tool call this message answers.",
-                                       detail={"messages": index})
+            if not isinstance(call_id, str) or not call_id or call_id not in called:
+                raise ValidationFailed(f"messages[{index}].tool_call_id must name a tool call of an earlier assistant message, "
+                                       "the one this message answers.", detail={"messages": index})
             kept["tool_call_id"] = call_id
+        called.update(call["id"] for call in kept.get("tool_calls", ()))
         clean.append(kept)
     if not any(m["role"] == "user" and m["content"].strip() for m in clean):
         raise ValidationFailed("messages must contain a user message with text.", detail={"messages": "no_user"})
@@ -235,7 +237,7 @@ async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], op
     routing = org_routing_cached(caller.org_id)
     if keys is None or routing is None:
         return None
-    plan = _plan(caller, content, max(len(history) - 1, 0), keys, routing, options)
+    plan = _plan(caller, content, max(len(history) - 1, 0), keys, routing, options, history)
     if not plan.candidates:
         return None
     messages = list(history)  # a gateway conversation goes to the provider as the client wrote it
@@ -258,7 +260,11 @@ async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], op
     )
 
 
-def _plan(caller: Caller, content: str, message_count: int, keys: dict, routing, options: SendOptions) -> RoutePlan:
+def _plan(caller: Caller, content: str, message_count: int, keys: dict, routing, options: SendOptions,
+          history: list[dict] | None = None) -> RoutePlan:
+    # Functions offered, or a conversation that holds calls and their results: only a provider
+    # that calls functions can take it on.
+    uses_tools = options.tools is not None or any("tool_calls" in message or message["role"] == "tool" for message in history or ())
     return plan_route(
         text=content,
         message_count=message_count,
@@ -268,7 +274,7 @@ def _plan(caller: Caller, content: str, message_count: int, keys: dict, routing,
         explicit_provider=options.provider,
         explicit_model=options.model,
         wants_json=options.response_format is not None,
-        tools=options.tools is not None,
+        tools=uses_tools,
     )
 
 
@@ -279,7 +285,7 @@ def _prepare(caller: Caller, content: str, thread_id: int | None, history: list[
             raise Conflict("This thread is archived: unarchive it to continue the conversation.", code="thread_archived")
         keys = active_keys()
         message_count = (thread.next_seq - 1) if thread else max(len(history) - 1, 0)
-        plan = _plan(caller, content, message_count, keys, org_routing(), options)
+        plan = _plan(caller, content, message_count, keys, org_routing(), options, history)
         if thread is not None:
             window = _context_window(caller.org_id)
             prior = [{"role": m.role, "content": m.content} for m in context_messages(thread=thread, window=window, before_seq=thread.next_seq)]
