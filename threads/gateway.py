@@ -463,6 +463,7 @@ async def _stream(handle: SendHandle, include_usage: bool):
                 error = openai_error_body(answer.error_message, type_=type_, code=answer.error_category)
                 parts = [b"data: " + json.dumps(error).encode() + b"\n\n", b"data: [DONE]\n\n"]
             else:
+                model = f"{handle.candidate.provider}/{handle.candidate.model}"  # after a fallback: the one answering
                 parts = [chunk({"tool_calls": [_tool_call_delta(event.part)]}) if isinstance(event, ToolCallDelta)
                          else chunk({"content": event.text}) for event in batch]
             yield b"".join(parts)

@@ -181,6 +181,19 @@ def test_bad_input_is_400_in_openai_shape_and_nothing_stored(asgi_server, token_
         assert not AuditLog.objects.filter(event="provider.call").exists()
 
 
+def test_a_streamed_answer_after_a_fallback_names_the_provider_that_answered(sdk, fakes, settings):
+    """The chunks named the provider that had failed before the first token (the first candidate)."""
+    settings.DAC_PROVIDER_RETRIES = 0
+    for name, fake in fakes.items():
+        fake.behaviour = Behaviour(error="unavailable") if name == "openai" else Behaviour(text="from the fallback", chunks=3)
+    chunks = list(sdk.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "write a python function that returns nothing"}], stream=True))
+    text_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert "".join(c.choices[0].delta.content for c in text_chunks) == "from the fallback"
+    answered = {c.model.split("/")[0] for c in text_chunks}
+    assert len(answered) == 1 and answered != {"openai"} and chunks[-1].model.split("/")[0] in answered
+
+
 def test_provider_failure_maps_to_504_for_timeouts(sdk, fakes, settings):
     settings.DAC_PROVIDER_TIMEOUT = 0.3
     settings.DAC_PROVIDER_RETRIES = 0
