@@ -7,6 +7,7 @@ whose `message` stands where a chunk's `delta` would be.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -99,7 +100,10 @@ class ChatCompletionsAdapter(HTTPAdapter):
                 # A stream keys each piece by `index`; a whole answer lists its calls in order.
                 function = call.get("function") if isinstance(call.get("function"), dict) else {}
                 index = (call["index"] if isinstance(call.get("index"), int) else position) if delta else None
-                acc.add_tool_call(index, call.get("id"), function.get("name"), function.get("arguments"))
+                arguments = function.get("arguments")
+                if isinstance(arguments, (dict, list)):  # llama.cpp and TGI have sent the object itself
+                    arguments = json.dumps(arguments, ensure_ascii=False)
+                acc.add_tool_call(index, call.get("id"), function.get("name"), arguments)
         for note in message.get("annotations") or []:
             # Web-search answers (OpenAI search models, OpenRouter's web plugin) cite this way.
             if isinstance(note, dict) and note.get("type") == "url_citation":

@@ -65,7 +65,7 @@ class GeminiAdapter(HTTPAdapter):
                 called[call["id"]] = call["function"]["name"]
                 part = {"functionCall": {"name": call["function"]["name"], "args": _json_object(call["function"]["arguments"])}}
                 # Gemini 3 wants each call's signature back (parallel calls: the first carries it).
-                signature = call.get("thought_signature") or (SIGNATURE_PLACEHOLDER if number == 0 else None)
+                signature = call.get("thought_signature") or (SIGNATURE_PLACEHOLDER if number == 0 and "gemini-3" in model else None)
                 if signature:
                     part["thoughtSignature"] = signature
                 parts.append(part)
@@ -138,7 +138,7 @@ class GeminiAdapter(HTTPAdapter):
         for chunk in grounding.get("groundingChunks") or []:
             acc.add_citation(((chunk or {}).get("web") or {}).get("uri"))
         finish = candidate.get("finishReason")
-        if finish in _FAILED_CALL_REASONS and not text and not acc.tool_calls:
+        if finish in _FAILED_CALL_REASONS and not (text or acc.text) and not acc.tool_calls:
             # A call the model botched: no answer at all, which a retry or another provider may give.
             raise self._error("unavailable", 200, f"the model produced no valid function call ({finish})")
         if finish:

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -125,6 +126,7 @@ class _CallSlot:
     arguments: list[str] = field(default_factory=list)
     high_surrogate: str = ""
     signature: str | None = None
+    id_made_here: bool = False  # the provider named none: DAC gave it one (clients send it back)
 
 
 @dataclass
@@ -212,13 +214,17 @@ class Accumulator:
         (`tool_parts`), numbered in the order the calls began, id and name once."""
         call_id = storable_text(call_id) if isinstance(call_id, str) and call_id else None
         position = None if index is None else self._slot_of_index.get(index)
-        if position is None or (call_id and self.tool_calls[position].id not in (None, call_id)):
+        if position is None or (call_id and not self.tool_calls[position].id_made_here and self.tool_calls[position].id != call_id):
             position = len(self.tool_calls)
-            self.tool_calls.append(_CallSlot())
+            # A call needs an id for the client to answer it: some servers (vLLM, SGLang, LM
+            # Studio) send none, and the client gets one with the call's first piece.
+            self.tool_calls.append(_CallSlot() if call_id else _CallSlot(id=f"call_{uuid.uuid4().hex[:24]}", id_made_here=True))
             if index is not None:
                 self._slot_of_index[index] = position
+            if not call_id:
+                call_id = self.tool_calls[position].id
         slot = self.tool_calls[position]
-        new_id = call_id if call_id and slot.id is None else None
+        new_id = call_id if call_id and (slot.id is None or (slot.id_made_here and not slot.arguments and not slot.name)) else None
         new_name = storable_text(name) if isinstance(name, str) and name and slot.name is None else None
         slot.id, slot.name = slot.id or new_id, slot.name or new_name
         if isinstance(signature, str) and signature:
@@ -232,11 +238,18 @@ class Accumulator:
         if new_id or new_name or pieces:
             self.tool_parts.append(ToolCallPart(position, new_id, new_name, pieces))
 
+    def close_tool_calls(self) -> None:
+        """The answer is over: a call whose arguments never came takes none ("{}", which a client
+        can parse where "" it cannot)."""
+        for position, slot in enumerate(self.tool_calls):
+            if not slot.arguments and not slot.high_surrogate:
+                slot.arguments.append("{}")
+                self.tool_parts.append(ToolCallPart(position, None, None, "{}"))
+
     def finished_tool_calls(self) -> tuple[ToolCall, ...]:
         return tuple(
-            ToolCall(slot.id or f"call_{position}", slot.name or "",
-                     "".join(slot.arguments) + ("\ufffd" if slot.high_surrogate else ""), slot.signature)
-            for position, slot in enumerate(self.tool_calls))
+            ToolCall(slot.id or "", slot.name or "", "".join(slot.arguments) + ("\ufffd" if slot.high_surrogate else ""), slot.signature)
+            for slot in self.tool_calls)
 
     def add_citation(self, url: Any) -> None:
         if isinstance(url, str) and url and (url := storable_text(url)) not in self.citations:
@@ -306,6 +319,7 @@ class HTTPAdapter(BaseAdapter):
         acc = Accumulator(model, tuple(stop))
         self._take(acc, self._json(response))
         acc.release_held()
+        acc.close_tool_calls()
         return self._result(acc, started)
 
     async def stream(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
@@ -338,9 +352,9 @@ class HTTPAdapter(BaseAdapter):
         if not acc.ended and acc.finish is None:
             # The connection closed cleanly but the provider never said it was done.
             raise self._error("unavailable", None, "the stream ended before the provider finished")
-        held = acc.release_held()
-        if held:
-            yield StreamEvent(held)
+        acc.close_tool_calls()
+        for event in _events(acc, acc.release_held()):
+            yield event
         yield StreamEvent("", self._result(acc, started))
 
     async def _sse_events(self, response: Response, acc: Accumulator,
@@ -403,6 +417,11 @@ class HTTPAdapter(BaseAdapter):
         finish = acc.finish or "other"
         if finish == "content_filter" and not acc.text:
             raise self._error("content_filtered", 200, "the provider withheld the answer (content filter)")
+        tool_calls = acc.finished_tool_calls()
+        if any(not call.name for call in tool_calls):  # a call the client could neither run nor send back
+            raise self._error("unavailable", 200, "the provider returned a function call without a name")
+        if tool_calls and finish == "stop":
+            finish = "tool_calls"
         return CompletionResult(
             text=acc.text,
             model=_storable_model(acc.model) or acc.requested_model,
@@ -415,7 +434,7 @@ class HTTPAdapter(BaseAdapter):
             finish_reason=finish,
             first_token_ms=acc.first_token_ms,
             cost_usd=acc.cost_usd,
-            tool_calls=acc.finished_tool_calls(),
+            tool_calls=tool_calls,
         )
 
     def _json(self, response: Reply) -> Any:

@@ -94,9 +94,7 @@ async def test_gemini_is_sent_a_call_and_its_result_as_function_call_and_named_f
     assert result.text == "Clear, 21 °C."
     assert fake.last_request.json["contents"] == [
         {"role": "user", "parts": [{"text": "weather in Lisbon?"}]},
-        # A call DAC holds no signature for gets the placeholder Gemini 3 accepts (it refuses none).
-        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}},
-                                     "thoughtSignature": "skip_thought_signature_validator"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}}}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"sky": "clear", "celsius": 21}}}]},
     ]
     assert fake.last_request.json["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
@@ -210,3 +208,60 @@ def test_gemini_takes_empty_arguments_as_no_arguments():
         {"id": "c1", "type": "function", "function": {"name": "now", "arguments": ""}}]}]
     body = adapter._body(history, "gemini-2.5-flash", None, None, False, tools=TOOLS)
     assert body["contents"][1]["parts"][0]["functionCall"]["args"] == {}
+
+
+def test_arguments_sent_as_an_object_or_not_at_all_come_back_as_json_text():
+    """llama.cpp and TGI have sent `arguments` as the object itself; DAC passed "" on."""
+    adapter = get_adapter("openai_compatible", base_url="http://127.0.0.1:1/v1")
+    acc = _chunks_through(adapter, [{"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Lisbon"}}},
+        {"id": "c2", "type": "function", "function": {"name": "now", "arguments": None}}]}}]}])
+    acc.close_tool_calls()
+    assert [c.arguments for c in acc.finished_tool_calls()] == ['{"city": "Lisbon"}', "{}"]
+
+
+def test_a_streamed_call_without_an_id_gets_one_with_its_first_piece():
+    """vLLM, SGLang and LM Studio may send none: the client had a call it could not answer."""
+    adapter = get_adapter("openai_compatible", base_url="http://127.0.0.1:1/v1")
+    acc = _chunks_through(adapter, [
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name": "now", "arguments": ""}}]}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "late_id", "function": {"arguments": "{}"}}]}}]},
+    ])
+    first = acc.tool_parts[0]
+    assert first.id.startswith("call_") and first.name == "now"
+    assert [(c.id, c.arguments) for c in acc.finished_tool_calls()] == [(first.id, "{}")]  # the id the client has
+
+
+def test_a_call_without_a_name_is_an_error_the_client_could_not_send_it_back():
+    adapter = get_adapter("gemini", api_key=KEY)
+    acc = _chunks_through(adapter, [{"candidates": [{"content": {"parts": [{"functionCall": {"args": {}}}]}, "finishReason": "STOP"}]}])
+    with pytest.raises(ProviderError, match="without a name"):
+        adapter._result(acc, 0.0)
+
+
+def test_a_botched_gemini_call_after_text_keeps_the_text():
+    adapter = get_adapter("gemini", api_key=KEY)
+    acc = _chunks_through(adapter, [
+        {"candidates": [{"content": {"parts": [{"text": "Let me look that up."}]}}]},
+        {"candidates": [{"content": {}, "finishReason": "MALFORMED_FUNCTION_CALL"}]}])
+    assert acc.text == "Let me look that up."
+
+
+def test_a_whole_answer_with_calls_and_a_stop_sequence_finishes_with_its_calls():
+    adapter = get_adapter("openai_compatible", base_url="http://127.0.0.1:1/v1")
+    from providers.adapters.http_adapter import Accumulator
+
+    acc = Accumulator("m", ("STOP",))
+    adapter._take(acc, {"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"content": "Thought: x STOP y", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]})
+    result = adapter._result(acc, 0.0)
+    assert (result.text, result.finish_reason, [c.name for c in result.tool_calls]) == ("Thought: x ", "tool_calls", ["f"])
+
+
+@pytest.mark.asyncio
+async def test_the_placeholder_signature_goes_to_gemini_3_only():
+    with FakeProvider("gemini", behaviour=Behaviour(text="Clear.")) as fake:
+        await adapter_for(fake).complete(messages=ANSWERED, model="gemini-3-flash", tools=TOOLS)
+        assert fake.last_request.json["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
+        await adapter_for(fake).complete(messages=ANSWERED, model="gemini-2.5-flash", tools=TOOLS)
+        assert "thoughtSignature" not in fake.last_request.json["contents"][1]["parts"][0]

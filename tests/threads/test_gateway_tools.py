@@ -193,10 +193,27 @@ def test_a_schema_nested_deeper_than_any_provider_takes_is_a_400(asgi_server, to
     assert not fakes["openai"].requests
 
 
-def test_a_tool_result_must_answer_a_call_made_earlier(asgi_server, token_a, fakes):
-    body = {"model": "openai/gpt-4o-mini", "messages": [*ASK, {"role": "tool", "tool_call_id": "call_nobody_made", "content": "21"}]}
-    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token_a}"}, timeout=20)
-    assert response.status_code == 400 and "must name a tool call of an earlier assistant message" in response.json()["error"]["message"]
+def test_a_tool_result_must_answer_a_call_made_earlier_and_once(asgi_server, token_a, fakes):
+    called = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}
+    for messages, says in (([*ASK, {"role": "tool", "tool_call_id": "call_nobody_made", "content": "21"}],
+                            "must name a tool call of an earlier assistant message"),
+                           ([*ASK, called, {"role": "tool", "tool_call_id": "c1", "content": "21"},
+                             {"role": "tool", "tool_call_id": "c1", "content": "22"}], "answers the tool call 'c1' a second time")):
+        response = httpx.post(f"{asgi_server.url}/v1/chat/completions", json={"model": "openai/gpt-4o-mini", "messages": messages},
+                              headers={"Authorization": f"Bearer {token_a}"}, timeout=20)
+        assert response.status_code == 400 and says in response.json()["error"]["message"], response.text
+    assert not fakes["openai"].requests
+
+
+def test_the_functions_offered_are_counted_when_the_answer_is_counted_by_estimate(sdk, fakes, org_a):
+    """A stream cut before its usage counts the prompt by estimate: the tools offered were left out
+    (one 40,000-character description counted as 15 tokens)."""
+    big = {"type": "function", "function": {**WEATHER["function"], "description": "d" * 40_000}}
+    fakes["openai"].behaviour = Behaviour(tool_calls=(("get_weather", '{"city": "Lisbon"}'),), midstream_error="unavailable", error_after=2)
+    with pytest.raises(openai.APIError):
+        list(sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=ASK, tools=[big], stream=True, max_tokens=10))
+    assert tokens_counted(org_a, "openai") > 10_000
 
 
 def test_tools_not_to_be_called_are_accepted_with_a_thread(sdk, fakes, org_a):

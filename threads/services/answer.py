@@ -217,7 +217,7 @@ SIGNATURE_SECONDS = 24 * 3600
 async def _keep_signatures(handle: SendHandle, result) -> None:
     """Clients send a call back as OpenAI shaped it (id, name, arguments): what else its provider
     needs with it (Gemini 3 refuses a call without its thought signature) is kept here, by id."""
-    signatures = {SIGNATURE_KEY.format(org_id=handle.caller.org_id, call_id=call.id): call.signature
+    signatures = {SIGNATURE_KEY.format(org_id=handle.caller.org_id, call_id=call.id): (result.model, call.signature)
                   for call in result.tool_calls if call.signature}
     if signatures:
         await sync_to_async(cache.set_many, thread_sensitive=False)(signatures, timeout=SIGNATURE_SECONDS)
@@ -225,13 +225,19 @@ async def _keep_signatures(handle: SendHandle, result) -> None:
 
 async def _with_signatures(handle: SendHandle, candidate: Candidate) -> list[dict]:
     """The conversation for `candidate`: for Gemini, each call it made earlier carries its kept
-    thought signature; the others get the conversation as the client sent it."""
+    thought signature (one a model issued is valid for that model only); the others get the
+    conversation as the client sent it."""
     ids = [call["id"] for message in handle.messages for call in message.get("tool_calls") or ()]
     if candidate.provider != "gemini" or not ids:
         return handle.messages
     keys = {call_id: SIGNATURE_KEY.format(org_id=handle.caller.org_id, call_id=call_id) for call_id in ids}
     kept = await sync_to_async(cache.get_many, thread_sensitive=False)(list(keys.values()))
-    return [{**message, "tool_calls": [{**call, "thought_signature": kept.get(keys[call["id"]])} for call in message["tool_calls"]]}
+
+    def signature(call_id: str) -> str | None:
+        model, value = kept.get(keys[call_id], (None, None))
+        return value if model and model.removeprefix("models/").startswith(candidate.model.removeprefix("models/")) else None
+
+    return [{**message, "tool_calls": [{**call, "thought_signature": signature(call["id"])} for call in message["tool_calls"]]}
             if message.get("tool_calls") else message for message in handle.messages]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -92,6 +93,10 @@ class SendOptions:
     stop: tuple[str, ...] = ()  # the answer ends before the first of these
     response_format: ResponseFormat | None = None  # JSON asked for (the gateway's response_format)
     tools: Tools | None = None  # functions the model may call (the gateway without a thread)
+
+    def tools_prompt_tokens(self) -> int:
+        """What the functions offered add to the prompt (estimated, as the messages are)."""
+        return quota.estimate_prompt_tokens(json.dumps(self.tools.functions)) if self.tools is not None else 0
 
 
 @dataclass

@@ -177,7 +177,7 @@ def _quota_settlement(handle: SendHandle, answer: Answer) -> tuple[int | None, b
             return None, True
         input_tokens = output_tokens = None
     if input_tokens is None:
-        input_tokens = quota.estimate_prompt_tokens(handle.messages)
+        input_tokens = quota.estimate_prompt_tokens(handle.messages) + handle.options.tools_prompt_tokens()
     if output_tokens is None:
         output_tokens = quota.estimate_answer_tokens(produced)
     return input_tokens + output_tokens, True

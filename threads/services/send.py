@@ -22,7 +22,6 @@ runs through `db_step`, which returns the pooled connection as soon as the step 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
@@ -78,6 +77,7 @@ def validate_history(history) -> list[dict]:
     clean = []
     total = 0
     called: set[str] = set()  # the ids of the tool calls made so far
+    answered: set[str] = set()  # and of those a tool message has answered
     for index, message in enumerate(history):
         if not isinstance(message, dict):
             raise ValidationFailed(f"messages[{index}] must be an object.", detail={"messages": index})
@@ -103,6 +103,10 @@ def validate_history(history) -> list[dict]:
             if not isinstance(call_id, str) or not call_id or call_id not in called:
                 raise ValidationFailed(f"messages[{index}].tool_call_id must name a tool call of an earlier assistant message, "
                                        "the one this message answers.", detail={"messages": index})
+            if call_id in answered:
+                raise ValidationFailed(f"messages[{index}] answers the tool call {call_id!r} a second time: send one result a call.",
+                                       detail={"messages": index})
+            answered.add(call_id)
             kept["tool_call_id"] = call_id
         called.update(call["id"] for call in kept.get("tool_calls", ()))
         clean.append(kept)
@@ -216,10 +220,7 @@ def _abandon_prepared(preparing: asyncio.Future) -> None:
 
 def _estimate(messages: list[dict], options: SendOptions) -> int:
     """The reservation: the prompt (the functions offered included) and the answer's cap."""
-    estimated = quota.estimate_tokens(messages, options.max_tokens)
-    if options.tools is not None:
-        estimated += quota.estimate_prompt_tokens(json.dumps(options.tools.functions))
-    return estimated
+    return quota.estimate_tokens(messages, options.max_tokens) + options.tools_prompt_tokens()
 
 
 def _release_reserved(reserving: asyncio.Future) -> None:
