@@ -19,6 +19,7 @@ it is never legitimately missing: reset writes zeros, it does not delete.
 from __future__ import annotations
 
 import logging
+from datetime import date, timedelta
 
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -129,8 +130,22 @@ class RedisStore:
         self._read = client.register_script(READ)
         self._reset = client.register_script(RESET)
         self._merge = client.register_script(MERGE)
-        # (org_id, bucket, day) -> (requests, tokens, version) as Redis last reported them here.
+        # (org_id, bucket, day) -> (requests, tokens, version) as Redis last reported them here:
+        # today's and yesterday's (a call that began before midnight settles on its day's key).
         self.seen: dict[tuple[int, str, str], tuple[int, int, int]] = {}
+        self._newest_day = ""
+
+    def _remember(self, ident: tuple[int, str, str], view: tuple[int, int, int]) -> None:
+        """Keep Redis's last reply for a counter; on the first reply of a new day, forget the
+        counters of the days before yesterday (a worker that stays on Redis for months would
+        otherwise keep one entry per org, counter and day it ever served)."""
+        self.seen[ident] = view
+        day = ident[2]
+        if day > self._newest_day:
+            self._newest_day = day
+            yesterday = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+            for old in [old for old in list(self.seen) if old[2] < yesterday]:
+                self.seen.pop(old, None)
 
     def key(self, org_id: int, bucket: str, day: str) -> str:
         return f"{self.prefix}:{{org:{org_id}}}:{bucket}:{day}"
@@ -153,7 +168,7 @@ class RedisStore:
         status, requests, used_tokens, version, restored = reply
         if restored:
             self._log_restored(ident, view)
-        self.seen[ident] = (requests, used_tokens, version)
+        self._remember(ident, (requests, used_tokens, version))
         return Outcome(OK if status == 1 else OVER_REQUESTS if status == 0 else OVER_TOKENS, requests, used_tokens)
 
     def reconcile(self, org_id: int, bucket: str, day: str, *, token_delta: int, expire_at: int) -> Counts | None:
@@ -178,14 +193,14 @@ class RedisStore:
     def _adjusted(self, ident: tuple[int, str, str], result) -> Counts | None:
         if result is None:
             return None
-        self.seen[ident] = (result[0], result[1], result[2])
+        self._remember(ident, (result[0], result[1], result[2]))
         return Counts(result[0], result[1])
 
     def read(self, org_id: int, bucket: str, day: str) -> Counts:
         ident = (org_id, bucket, day)
         requests, tokens, version = self._read(keys=[self.key(*ident)], args=list(self.seen.get(ident, _NONE)))
         if version:
-            self.seen[ident] = (requests, tokens, version)
+            self._remember(ident, (requests, tokens, version))
         return Counts(requests, tokens)
 
     def reset(self, targets: dict[int, list[str]], day: str) -> list[tuple[int, str, Counts]]:
@@ -217,7 +232,7 @@ class RedisStore:
             )
         merged = [tuple(result) for result in pipe.execute()]
         for row, result in zip(rows, merged, strict=True):
-            self.seen[(row.org_id, row.bucket, row.day)] = result
+            self._remember((row.org_id, row.bucket, row.day), result)
         return merged
 
     def ping(self) -> None:

@@ -564,6 +564,19 @@ def test_a_reset_during_an_outage_is_not_undone_when_redis_returns(own_redis, or
     assert (usage.store, usage.requests_used, usage.tokens_used) == ("redis", 1, 10)
 
 
+def test_a_worker_that_stays_on_redis_forgets_the_counters_of_past_days(redis_server, org_a):
+    """Its view of each counter (kept to restore a Redis that restarts empty) grew by one entry
+    per org, counter and day for as long as the worker ran."""
+    clock = Clock(EVENING)
+    svc = QuotaService(redis_url=redis_server.url, clock=clock)
+    for _ in range(5):
+        svc.reconcile(svc.reserve(org_id=org_a.id, provider="openai", estimated_tokens=10), actual_tokens=4)
+        clock.now += 86_400
+    assert sorted({day for _, _, day in svc.redis.seen}) == [
+        datetime.fromtimestamp(clock.now - 2 * 86_400, UTC).date().isoformat(),
+        datetime.fromtimestamp(clock.now - 86_400, UTC).date().isoformat()]
+
+
 def test_redis_restarted_empty_between_calls_gets_back_what_this_worker_saw(own_redis, org_a, caplog):
     caplog.set_level(logging.INFO, logger="dac.quota")
     svc = QuotaService(redis_url=own_redis.url)
