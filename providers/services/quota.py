@@ -98,6 +98,21 @@ class RequestOverDailyLimit(QuotaExceeded):
         super().__init__(message, provider=provider, limit_kind="tokens", limit=limit, retry_after=None, detail={"max_tokens": tokens})
 
 
+class ProviderTurnedOff(QuotaExceeded):
+    """403 `provider_turned_off`: the org's daily limit for this provider is 0, which is how an
+    admin turns a provider off: no call goes to it until the limit is raised, so waiting for the
+    reset would not help (a 429 "resets at 00:00" with a Retry-After said it would). Still a
+    QuotaExceeded: the next provider is tried."""
+
+    status = 403
+    code = "provider_turned_off"
+
+    def __init__(self, *, provider: str, limit_kind: str):
+        super().__init__(
+            f"{provider} is turned off for this organization: its daily {limit_kind[:-1]} limit is 0. Pick another provider, "
+            "or ask an admin to raise the limit.", provider=provider, limit_kind=limit_kind, limit=0, retry_after=None)
+
+
 class QuotaStoreBusy(ApplicationError):
     """Counters kept moving between the stores while we tried to count (never seen in tests)."""
 
@@ -522,6 +537,8 @@ class QuotaService:
     def _exceeded(self, provider, outcome: Outcome, tokens, requests_limit, tokens_limit, now, reset_epoch) -> QuotaExceeded:
         retry_after = max(1, math.ceil(reset_epoch - now))
         resets = f"it resets at {_hhmm(reset_epoch)} UTC (in {_duration(retry_after)})"
+        if outcome.status == OVER_REQUESTS and requests_limit == 0 or outcome.status != OVER_REQUESTS and tokens_limit == 0:
+            return ProviderTurnedOff(provider=provider, limit_kind="requests" if outcome.status == OVER_REQUESTS else "tokens")
         if outcome.status == OVER_REQUESTS:
             return QuotaExceeded(f"Daily request limit of {requests_limit:,} for {provider} reached; {resets}.",
                                  provider=provider, limit_kind="requests", limit=requests_limit, retry_after=retry_after)

@@ -157,7 +157,20 @@ def test_a_request_bigger_than_the_whole_daily_limit_is_a_400_without_retry_afte
     _limits(org_a, tokens=0)  # no tokens at all for this provider: lowering max_tokens would not help
     with pytest.raises(QuotaExceeded) as caught:
         quota_reserve(org_id=org_a.id, provider="openai", estimated_tokens=10)
-    assert caught.value.status == 429 and "lower max_tokens" not in caught.value.message
+    assert caught.value.code == "provider_turned_off" and "lower max_tokens" not in caught.value.message
+
+
+@pytest.mark.parametrize("limit", ["requests", "tokens"])
+def test_a_limit_of_0_turns_the_provider_off_without_a_reset_to_wait_for(service, org_a, limit):
+    """A limit of 0 is how an admin turns a provider off; it was a 429 'resets at 00:00 UTC' with a
+    Retry-After of hours, and clients waited to be refused again."""
+    _limits(org_a, **{limit: 0})
+    with pytest.raises(QuotaExceeded) as caught:
+        quota_reserve(org_id=org_a.id, provider="openai", estimated_tokens=10)
+    refused = caught.value
+    assert (refused.status, refused.code, refused.headers, refused.retry_after) == (403, "provider_turned_off", {}, None)
+    assert refused.message == (f"openai is turned off for this organization: its daily {limit[:-1]} limit is 0. Pick another "
+                               "provider, or ask an admin to raise the limit.")
 
 
 def test_reconcile_replaces_the_estimate_with_the_reported_tokens_and_none_keeps_it(service, org_a):

@@ -234,6 +234,20 @@ def test_when_no_provider_has_room_the_routed_providers_refusal_is_reported_nami
     assert "could not take it either: " in error["message"] and "gemini: This request may use up to" in error["message"]
 
 
+def test_a_provider_turned_off_is_a_403_when_named_and_passed_over_by_auto(sdk, fakes, org_a):
+    from audit.services import Actor
+    from providers.services.limits import quota_limit_set
+
+    quota_limit_set(org_id=org_a.id, provider="openai", requests_per_day=0, tokens_per_day=None, actor=Actor.system("test"))
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert "openai is turned off for this organization" in refused.value.message
+    assert "retry-after" not in refused.value.response.headers
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "write a python function that returns nothing"}])
+    assert raw.headers["x-dac-provider"] != "openai" and not fakes["openai"].requests
+
+
 def test_the_gateway_runs_on_the_short_async_middleware_stack(asgi_server, token_a):
     gateway = httpx.get(f"{asgi_server.url}/v1/models", headers={"Authorization": f"Bearer {token_a}"})
     page = httpx.get(f"{asgi_server.url}/login/")
