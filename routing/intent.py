@@ -404,6 +404,17 @@ def _line_code_score(ln: str) -> int:
     return ls
 
 
+def _is_code_line(ln: str) -> bool:
+    """`_line_code_score(ln) >= 2`, cheapest checks first: most lines of a long message are prose
+    that scores 0 on them, and then the costliest check (an identifier-ish token, +1 at most)
+    cannot make the line code."""
+    if _CODE_START.search(ln) or ("<" in ln and _HTML_TAG.search(ln)):
+        return True
+    ls = bool(_CODE_END.search(ln)) + bool(_CODE_OPS.search(ln))
+    ls += bool((ln.startswith("    ") or ln.startswith("\t")) and _INDENT_SYM.search(ln))
+    return ls >= 2 or (ls == 1 and _code_call(ln) is not None)
+
+
 def _zones(text: str) -> _Zones:
     body = text if len(text) <= _HEAD_CHARS + _TAIL_CHARS else text[:_HEAD_CHARS] + "\n" + text[-_TAIL_CHARS:]
     raw_lines = body.split("\n")
@@ -413,7 +424,7 @@ def _zones(text: str) -> _Zones:
     code_lines: list[str] = []
     if len(raw_lines) == 1:
         s = body.strip()
-        if len(s) < 400 and _line_code_score(s) >= 2:
+        if len(s) < 400 and _is_code_line(s):
             code_lines.append(s)
         m = _COLON_SPLIT.match(s)
         if m and _INSTR_VERB.search(_fold(m.group(1))):
@@ -427,7 +438,7 @@ def _zones(text: str) -> _Zones:
         for ln in raw_lines:
             if len(ln.strip()) < 2:
                 continue
-            if _line_code_score(ln) >= 2:
+            if _is_code_line(ln):
                 code_lines.append(ln)
             else:
                 prose.append(ln.strip())
