@@ -24,7 +24,7 @@ from dac.db.steps import db_step
 from dac.errors import ApplicationError, openai_error_body, openai_error_response
 from dac.storable_text import lone_surrogate
 from metrics.services import overhead_observe
-from providers.adapters import ADAPTERS, ResponseFormat, ToolCallPart, Tools
+from providers.adapters import ADAPTERS, ResponseFormat, Sampling, ToolCallPart, Tools
 from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
@@ -242,6 +242,27 @@ def _too_deep(value, depth: int = 0) -> bool:
     return any(_too_deep(child, depth + 1) for child in children)
 
 
+# The sampling fields DAC passes on, with OpenAI's ranges.
+_SAMPLING_RANGES = {"top_p": (0, 1), "presence_penalty": (-2, 2), "frequency_penalty": (-2, 2)}
+
+
+def _sampling(body: dict) -> Sampling | None:
+    """top_p, seed, presence_penalty and frequency_penalty, when given (null: the default)."""
+    given = {}
+    for name, (low, high) in _SAMPLING_RANGES.items():
+        value = body.get(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise GatewayError(400, f"{name} must be a number from {low} to {high}.", param=name)
+            given[name] = value
+    seed = body.get("seed")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
+            raise GatewayError(400, "seed must be an integer (64 bits).", param="seed")
+        given["seed"] = seed
+    return Sampling(**given) if given else None
+
+
 def _max_tokens(body: dict) -> int | None:
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     value = body.get(name)
@@ -270,7 +291,7 @@ def _options(body: dict, provider: str | None, model: str | None) -> SendOptions
     if user is not None and not isinstance(user, str):
         raise GatewayError(400, "user must be a string.", param="user")
     return SendOptions(provider=provider, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream,
-                       stop=_stop(body), response_format=_response_format(body), tools=_tools(body))
+                       stop=_stop(body), response_format=_response_format(body), tools=_tools(body), sampling=_sampling(body))
 
 
 def _new_message(messages: list) -> str:

@@ -45,6 +45,22 @@ def redact(text: str, secret: str | None = None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Sampling:
+    """How a client tunes the choice of tokens, beyond temperature (OpenAI's fields and ranges);
+    None: the provider's default."""
+
+    top_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+    def given(self) -> dict[str, float | int]:
+        """The fields set, by their OpenAI name."""
+        return {name: value for name in ("top_p", "seed", "presence_penalty", "frequency_penalty")
+                if (value := getattr(self, name)) is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class Tools:
     """Functions the model may call, in OpenAI's shape (each `{"type": "function", "function":
     {"name", "description"?, "parameters"?, "strict"?}}`), and how it may choose: "auto",
@@ -178,7 +194,8 @@ class BaseAdapter:
     with one whose `result` is set; both raise ProviderError. `stop` sequences end the answer before
     them (finish reason `stop`, the sequence itself not part of the text), whether or not the
     provider takes them; `response_format` asks for JSON; `tools` offers functions to call (the
-    answer's `tool_calls`; adapters whose `takes_tools` is False are never given them).
+    answer's `tool_calls`; adapters whose `takes_tools` is False are never given them);
+    `sampling` carries top_p, seed and the penalties, each where the provider takes it.
     `check_key()` makes the cheapest real
     call that proves the key works. No retries happen here: bounded retries are the caller's job.
     """
@@ -209,6 +226,7 @@ class BaseAdapter:
         stop: Sequence[str] = (),
         response_format: ResponseFormat | None = None,
         tools: Tools | None = None,
+        sampling: Sampling | None = None,
     ) -> CompletionResult:
         raise NotImplementedError
 
@@ -223,6 +241,7 @@ class BaseAdapter:
         stop: Sequence[str] = (),
         response_format: ResponseFormat | None = None,
         tools: Tools | None = None,
+        sampling: Sampling | None = None,
     ) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 

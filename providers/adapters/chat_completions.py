@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from .base import Message, ProviderError, ResponseFormat, Tools, message_text
+from .base import Message, ProviderError, ResponseFormat, Sampling, Tools, message_text
 from .http_adapter import Accumulator, HTTPAdapter, int_or_none
 
 FINISH_REASONS_MAP: dict[str, str] = {
@@ -34,6 +34,8 @@ class ChatCompletionsAdapter(HTTPAdapter):
     extra_headers: ClassVar[dict[str, str]] = {}
     # Whether the provider takes `stop` (Perplexity does not: DAC then ends the answer itself).
     takes_stop: ClassVar[bool] = True
+    # The Sampling fields the provider takes (by their OpenAI name).
+    sampling_fields: ClassVar[frozenset[str]] = frozenset({"top_p", "seed", "presence_penalty", "frequency_penalty"})
 
     def _url(self, model: str, stream: bool) -> str:
         return self.base_url + self.path
@@ -46,12 +48,15 @@ class ChatCompletionsAdapter(HTTPAdapter):
 
     def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
               temperature: float | None, stream: bool, *, stop: Sequence[str] = (),
-              response_format: ResponseFormat | None = None, tools: Tools | None = None) -> dict[str, Any]:
+              response_format: ResponseFormat | None = None, tools: Tools | None = None,
+              sampling: Sampling | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
         if max_tokens is not None:
             body[self.max_tokens_field] = max_tokens
         if temperature is not None:
             body["temperature"] = temperature
+        if sampling is not None:
+            body.update({name: value for name, value in sampling.given().items() if name in self.sampling_fields})
         if stop and self._takes_stop(model):
             body["stop"] = list(stop)
         if response_format is not None:

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from .base import BaseAdapter, CompletionResult, Message, ResponseFormat, StreamEvent, ToolCall, ToolCallPart, Tools, message_text
+from .base import BaseAdapter, CompletionResult, Message, ResponseFormat, Sampling, StreamEvent, ToolCall, ToolCallPart, Tools, message_text
 
 LABEL = "(Demo answer — no provider key is configured.)"
 _CODE_RE = re.compile(
@@ -217,7 +217,8 @@ class DemoAdapter(BaseAdapter):
 
     async def complete(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
                        temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
-                       response_format: ResponseFormat | None = None, tools: Tools | None = None) -> CompletionResult:
+                       response_format: ResponseFormat | None = None, tools: Tools | None = None,
+                       sampling: Sampling | None = None) -> CompletionResult:
         started = time.perf_counter()
         tool_call = self._tool_call(messages, tools)
         if tool_call is not None:
@@ -227,7 +228,8 @@ class DemoAdapter(BaseAdapter):
 
     async def stream(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
                      temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
-                     response_format: ResponseFormat | None = None, tools: Tools | None = None) -> AsyncIterator[StreamEvent]:
+                     response_format: ResponseFormat | None = None, tools: Tools | None = None,
+                     sampling: Sampling | None = None) -> AsyncIterator[StreamEvent]:
         started = time.perf_counter()
         tool_call = self._tool_call(messages, tools)
         if tool_call is not None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from .base import Message, ProviderError, ResponseFormat, Tools, message_text
+from .base import Message, ProviderError, ResponseFormat, Sampling, Tools, message_text
 from .http_adapter import Accumulator, HTTPAdapter, int_or_none
 
 FINISH_REASONS_MAP: dict[str, str] = {
@@ -22,6 +22,8 @@ FINISH_REASONS_MAP: dict[str, str] = {
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
 }
+# The Sampling fields under their generationConfig names.
+_GENERATION_CONFIG = {"top_p": "topP", "seed": "seed", "presence_penalty": "presencePenalty", "frequency_penalty": "frequencyPenalty"}
 # Finish reasons of a function call that went wrong (nothing usable came with them).
 _FAILED_CALL_REASONS = {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
 # What Gemini 3 accepts in place of a call's thought signature that DAC does not have (a call
@@ -50,7 +52,8 @@ class GeminiAdapter(HTTPAdapter):
 
     def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
               temperature: float | None, stream: bool, *, stop: Sequence[str] = (),
-              response_format: ResponseFormat | None = None, tools: Tools | None = None) -> dict[str, Any]:
+              response_format: ResponseFormat | None = None, tools: Tools | None = None,
+              sampling: Sampling | None = None) -> dict[str, Any]:
         system: list[dict[str, str]] = []
         contents: list[dict[str, Any]] = []
         called: dict[str, str] = {}  # tool call id → function name (a function's answer names it)
@@ -85,6 +88,8 @@ class GeminiAdapter(HTTPAdapter):
             config["maxOutputTokens"] = max_tokens
         if temperature is not None:
             config["temperature"] = temperature
+        if sampling is not None:
+            config.update({_GENERATION_CONFIG[name]: value for name, value in sampling.given().items()})
         if stop:
             config["stopSequences"] = list(stop)
         if response_format is not None and tools is None:

@@ -21,7 +21,9 @@ from typing import Any
 
 from dac.storable_text import storable_text
 
-from .base import BaseAdapter, CompletionResult, Message, ProviderError, ResponseFormat, StreamEvent, ToolCall, ToolCallPart, Tools
+from .base import (
+    BaseAdapter, CompletionResult, Message, ProviderError, ResponseFormat, Sampling, StreamEvent, ToolCall, ToolCallPart, Tools,
+)
 from .client import TRANSPORT_ERRORS, Reply, received_text, shared_client
 from .http1 import InvalidURL, Response
 from .sse import SSEDecoder
@@ -269,7 +271,8 @@ class HTTPAdapter(BaseAdapter):
 
     def _body(self, messages: Sequence[Message], model: str, max_tokens: int | None,
               temperature: float | None, stream: bool, *, stop: Sequence[str] = (),
-              response_format: ResponseFormat | None = None, tools: Tools | None = None) -> dict[str, Any]:
+              response_format: ResponseFormat | None = None, tools: Tools | None = None,
+              sampling: Sampling | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
     def _absorb(self, acc: Accumulator, payload: dict[str, Any]) -> str:
@@ -305,9 +308,11 @@ class HTTPAdapter(BaseAdapter):
 
     async def complete(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
                        temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
-                       response_format: ResponseFormat | None = None, tools: Tools | None = None) -> CompletionResult:
+                       response_format: ResponseFormat | None = None, tools: Tools | None = None,
+                       sampling: Sampling | None = None) -> CompletionResult:
         url = self._url(model, False)
-        body = self._body(messages, model, max_tokens, temperature, False, stop=stop, response_format=response_format, tools=tools)
+        body = self._body(messages, model, max_tokens, temperature, False, stop=stop, response_format=response_format, tools=tools,
+                          sampling=sampling)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
@@ -324,9 +329,11 @@ class HTTPAdapter(BaseAdapter):
 
     async def stream(self, *, messages: Sequence[Message], model: str, max_tokens: int | None = None,
                      temperature: float | None = None, timeout: float = 30.0, stop: Sequence[str] = (),
-                     response_format: ResponseFormat | None = None, tools: Tools | None = None) -> AsyncIterator[StreamEvent]:
+                     response_format: ResponseFormat | None = None, tools: Tools | None = None,
+                     sampling: Sampling | None = None) -> AsyncIterator[StreamEvent]:
         url = self._url(model, True)
-        body = self._body(messages, model, max_tokens, temperature, True, stop=stop, response_format=response_format, tools=tools)
+        body = self._body(messages, model, max_tokens, temperature, True, stop=stop, response_format=response_format, tools=tools,
+                          sampling=sampling)
         started = time.perf_counter()
         acc = Accumulator(model, tuple(stop))
         try:

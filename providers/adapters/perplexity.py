@@ -19,6 +19,7 @@ class PerplexityAdapter(ChatCompletionsAdapter):
     max_tokens_field = "max_tokens"
     takes_stop = False  # not in Sonar's parameters: DAC ends the answer at the sequence itself
     takes_tools = False  # Sonar calls no client functions: routing passes it over for requests with tools
+    sampling_fields = frozenset({"top_p", "presence_penalty", "frequency_penalty"})  # no seed
 
     def _response_format(self, wanted: ResponseFormat) -> dict[str, Any]:
         # Sonar's structured output is JSON Schema only (no json_object), in this shape.

@@ -175,3 +175,25 @@ def test_of_overlapping_sequences_the_one_complete_first_ends_the_answer_however
     for pieces in (["aYaY"], ["aY", "aY"], ["a", "Y", "a", "Y"]):
         _, acc = pieces_through(("Y", "aYaY"), pieces)
         assert acc.text == "a", pieces
+
+
+# ---- sampling fields ----------------------------------------------------------------------------
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("provider, sent", [
+    ("openai", {"top_p": 0.5, "seed": 7, "presence_penalty": 0.2, "frequency_penalty": -0.4}),
+    ("openai_compatible", {"top_p": 0.5, "seed": 7, "presence_penalty": 0.2, "frequency_penalty": -0.4}),
+    ("openrouter", {"top_p": 0.5, "seed": 7, "presence_penalty": 0.2, "frequency_penalty": -0.4}),
+    ("perplexity", {"top_p": 0.5, "presence_penalty": 0.2, "frequency_penalty": -0.4}),  # Sonar takes no seed
+    ("gemini", {"topP": 0.5, "seed": 7, "presencePenalty": 0.2, "frequencyPenalty": -0.4}),
+])
+async def test_sampling_fields_reach_each_provider_under_its_names(provider, sent):
+    from providers.adapters import Sampling
+
+    with FakeProvider(provider) as fake:
+        await adapter_for(fake).complete(messages=MESSAGES, model="m", temperature=0.3,
+                                         sampling=Sampling(top_p=0.5, seed=7, presence_penalty=0.2, frequency_penalty=-0.4))
+    body = fake.last_request.json
+    where = body["generationConfig"] if provider == "gemini" else body
+    assert {name: where.get(name) for name in sent} == sent
+    assert "seed" not in where if provider == "perplexity" else True

@@ -377,6 +377,9 @@ _USER = {"role": "user", "content": "hello"}
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": []}}}, "response_format",
      "schema must be a JSON Schema object"),
     ({"n": 3}, "n", "several choices"),
+    ({"top_p": 1.5}, "top_p", "top_p must be a number from 0 to 1"),
+    ({"presence_penalty": "high"}, "presence_penalty", "presence_penalty must be a number from -2 to 2"),
+    ({"seed": 2**70}, "seed", "seed must be an integer"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "array of up to 4"),
     ({"stop": [""]}, "stop", "non-empty string"),
     ({"stop": "end\x00"}, "stop", "U+0000"),
@@ -390,7 +393,7 @@ _USER = {"role": "user", "content": "hello"}
     ({"max_completion_tokens": 0}, "max_completion_tokens", "max_completion_tokens must be an integer"),
     ({"max_completion_tokens": None, "max_tokens": 0}, "max_tokens", "max_tokens must be an integer"),
     ({"stream": True, "stream_options": {"include_usage": "false"}}, "stream_options", "include_usage must be a boolean"),
-], ids=["schema-without-name", "regex-format", "schema-not-object", "n", "five-stops", "empty-stop", "nul-stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
+], ids=["schema-without-name", "regex-format", "schema-not-object", "n", "top_p-over-1", "penalty-text", "seed-too-big", "five-stops", "empty-stop", "nul-stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
         "max_completion_tokens", "max_tokens-beside-null", "include_usage-string"])
 def test_what_the_gateway_cannot_honour_is_a_400_not_silently_ignored(asgi_server, token_a, fakes, extra, param, says):
     """Each was answered 200 with one plain-text choice (the field dropped, the image never sent),
@@ -429,6 +432,15 @@ def test_stop_sequences_end_the_answer_before_them_on_every_provider(sdk, fakes,
         assert "stop" not in sent
     else:
         assert sent["stop"] == ["\nObservation:", "STOP"]
+
+
+def test_sampling_fields_are_passed_on_not_dropped(sdk, fakes):
+    """top_p, seed and the penalties were accepted and dropped: the provider used its defaults."""
+    fakes["openrouter"].behaviour = Behaviour(text="fine")
+    sdk.chat.completions.create(model="openrouter/meta/llama", messages=[_USER], top_p=0.9, seed=42, presence_penalty=0.5,
+                                frequency_penalty=0.25)
+    sent = fakes["openrouter"].requests[0].json
+    assert (sent["top_p"], sent["seed"], sent["presence_penalty"], sent["frequency_penalty"]) == (0.9, 42, 0.5, 0.25)
 
 
 def test_a_stop_string_is_one_sequence(sdk, fakes):

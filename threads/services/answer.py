@@ -154,7 +154,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                     result = None
                     stream = adapter.stream(
                         messages=messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
-                        stop=options.stop, response_format=options.response_format, tools=options.tools,
+                        stop=options.stop, response_format=options.response_format, tools=options.tools, sampling=options.sampling,
                         timeout=settings.DAC_PROVIDER_TIMEOUT)
                     async with contextlib.aclosing(stream):
                         async for event in stream:
@@ -181,7 +181,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                 else:
                     result = await adapter.complete(
                         messages=messages, model=candidate.model, max_tokens=options.max_tokens, temperature=options.temperature,
-                        stop=options.stop, response_format=options.response_format, tools=options.tools,
+                        stop=options.stop, response_format=options.response_format, tools=options.tools, sampling=options.sampling,
                         timeout=settings.DAC_PROVIDER_TIMEOUT)
             except asyncio.CancelledError:
                 if not handle.abandoned or asyncio.current_task().uncancel() > 0:

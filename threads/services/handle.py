@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from audit.services import Actor
-from providers.adapters import ResponseFormat, ToolCall, ToolCallPart, Tools
+from providers.adapters import ResponseFormat, Sampling, ToolCall, ToolCallPart, Tools
 from providers.services import quota
 from routing.services import Candidate, RoutePlan
 from threads.models import Message, Status
@@ -93,6 +93,7 @@ class SendOptions:
     stop: tuple[str, ...] = ()  # the answer ends before the first of these
     response_format: ResponseFormat | None = None  # JSON asked for (the gateway's response_format)
     tools: Tools | None = None  # functions the model may call (the gateway without a thread)
+    sampling: Sampling | None = None  # top_p, seed, penalties (the gateway's)
 
     def tools_prompt_tokens(self) -> int:
         """What the functions offered add to the prompt (estimated, as the messages are)."""

@@ -40,6 +40,8 @@ def request_hash(handle: SendHandle, candidate: Candidate) -> str:
             body["response_format"] = {name: getattr(options.response_format, name) for name in ("type", "name", "schema", "strict", "description")}
         if options.tools is not None:
             body["tools"] = {"functions": options.tools.functions, "choice": options.tools.choice, "parallel": options.tools.parallel}
+        if options.sampling is not None:
+            body["sampling"] = options.sampling.given()
         handle.request_hashes[key] = sha256_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
     return handle.request_hashes[key]
 
