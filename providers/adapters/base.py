@@ -259,6 +259,13 @@ class BaseAdapter:
         return ProviderError(category, status, storable_text(redact(message, self._api_key)), retry_after, provider=self.name)
 
 
+def stop_position(text: str, stop: Sequence[str]) -> int | None:
+    """Where an answer ends for `stop`: the start of the sequence that is complete first in `text`
+    (as a model stops as soon as one is, wherever a longer one began), or None."""
+    found = [(at + len(sequence), at) for sequence in stop if (at := text.find(sequence)) >= 0]
+    return min(found)[1] if found else None
+
+
 def message_text(content: Any) -> str:
     """The text of a message's content: a string, or OpenAI-style typed parts."""
     if content is None:

@@ -15,7 +15,10 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from .base import BaseAdapter, CompletionResult, Message, ResponseFormat, Sampling, StreamEvent, ToolCall, ToolCallPart, Tools, message_text
+from .base import (
+    BaseAdapter, CompletionResult, Message, ResponseFormat, Sampling, StreamEvent, ToolCall, ToolCallPart, Tools, message_text,
+    stop_position,
+)
 
 LABEL = "(Demo answer — no provider key is configured.)"
 _CODE_RE = re.compile(
@@ -154,10 +157,8 @@ def demo_json(schema: object, question: str) -> object:
     return {"string": "demo", "integer": 0, "number": 0, "boolean": False, "null": None}.get(kind, "demo")
 
 
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """The text before the first stop sequence in it (all of it when there is none)."""
-    found = [at for at in (text.find(sequence) for sequence in stop) if at >= 0]
-    return text[:min(found)] if found else text
+def _last_question(messages: Sequence[Message]) -> str:
+    return next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
 
 
 class DemoAdapter(BaseAdapter):
@@ -175,11 +176,11 @@ class DemoAdapter(BaseAdapter):
     def _answer(self, messages: Sequence[Message], max_tokens: int | None, stop: Sequence[str] = (),
                 response_format: ResponseFormat | None = None) -> tuple[list[str], str]:
         if response_format is not None:
-            question = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-            text = json.dumps(demo_json(response_format.schema, question[:200]), ensure_ascii=False)
+            text = json.dumps(demo_json(response_format.schema, _last_question(messages)[:200]), ensure_ascii=False)
         else:
             text = compose_answer(messages)
-        text = _cut_at_stop(text, stop)
+        cut = stop_position(text, stop)
+        text = text if cut is None else text[:cut]
         chunks = _CHUNK_RE.findall(text)
         if max_tokens is None or estimate_tokens("".join(chunks)) <= max_tokens:
             return chunks, "stop"
@@ -198,8 +199,7 @@ class DemoAdapter(BaseAdapter):
             return None
         chosen = tools.choice["function"]["name"] if isinstance(tools.choice, dict) else tools.names()[0]
         function = next(tool["function"] for tool in tools.functions if tool["function"]["name"] == chosen)
-        question = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-        arguments = json.dumps(demo_json(function.get("parameters") or {"type": "object"}, question[:200]), ensure_ascii=False)
+        arguments = json.dumps(demo_json(function.get("parameters") or {"type": "object"}, _last_question(messages)[:200]), ensure_ascii=False)
         digest = hashlib.sha256(f"{chosen}:{arguments}:{len(messages)}".encode()).hexdigest()[:24]
         return ToolCall(f"call_demo{digest}", chosen, arguments)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -134,9 +133,9 @@ class GeminiAdapter(HTTPAdapter):
             if not isinstance(part, dict):
                 continue
             call = part.get("functionCall")
-            if isinstance(call, dict):  # Gemini names no call id: DAC gives each one
-                acc.add_tool_call(None, f"call_{uuid.uuid4().hex[:24]}", call.get("name"),
-                                  json.dumps(call.get("args") or {}, ensure_ascii=False), part.get("thoughtSignature"))
+            if isinstance(call, dict):  # a whole call, with no id (the accumulator gives it one)
+                acc.add_tool_call(None, None, call.get("name"), json.dumps(call.get("args") or {}, ensure_ascii=False),
+                                  part.get("thoughtSignature"))
             if not part.get("thought"):  # reasoning summaries are not the answer
                 text += part.get("text") or ""
         grounding = candidate.get("groundingMetadata") or {}

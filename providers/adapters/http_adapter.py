@@ -23,6 +23,7 @@ from dac.storable_text import storable_text
 
 from .base import (
     BaseAdapter, CompletionResult, Message, ProviderError, ResponseFormat, Sampling, StreamEvent, ToolCall, ToolCallPart, Tools,
+    stop_position,
 )
 from .client import TRANSPORT_ERRORS, Reply, received_text, shared_client
 from .http1 import InvalidURL, Response
@@ -123,7 +124,7 @@ def _pairs_joined(held: str, text: str) -> tuple[str, str]:
 class _CallSlot:
     """A tool call as its pieces arrive."""
 
-    id: str | None = None
+    id: str
     name: str | None = None
     arguments: list[str] = field(default_factory=list)
     high_surrogate: str = ""
@@ -185,12 +186,10 @@ class Accumulator:
         if self.stopped_at_sequence:
             return ""
         pending = self.held + text
-        # (end, start) of each sequence's first occurrence: the one complete first ends the answer
-        # (as a model stops at it), wherever a longer one began.
-        found = [(at + len(sequence), at) for sequence in self.stop if (at := pending.find(sequence)) >= 0]
-        if found:
+        cut = stop_position(pending, self.stop)
+        if cut is not None:
             self.held, self.stopped_at_sequence, self.ended, self.finish = "", True, True, "stop"
-            return pending[:min(found)[1]]
+            return pending[:cut]
         keep = max((n for sequence in self.stop for n in range(min(len(sequence) - 1, len(pending)), 0, -1)
                     if pending.endswith(sequence[:n])), default=0)
         self.held = pending[len(pending) - keep:] if keep else ""
@@ -216,19 +215,18 @@ class Accumulator:
         (`tool_parts`), numbered in the order the calls began, id and name once."""
         call_id = storable_text(call_id) if isinstance(call_id, str) and call_id else None
         position = None if index is None else self._slot_of_index.get(index)
-        if position is None or (call_id and not self.tool_calls[position].id_made_here and self.tool_calls[position].id != call_id):
+        begins = position is None or bool(call_id and not self.tool_calls[position].id_made_here and self.tool_calls[position].id != call_id)
+        if begins:
             position = len(self.tool_calls)
-            # A call needs an id for the client to answer it: some servers (vLLM, SGLang, LM
-            # Studio) send none, and the client gets one with the call's first piece.
-            self.tool_calls.append(_CallSlot() if call_id else _CallSlot(id=f"call_{uuid.uuid4().hex[:24]}", id_made_here=True))
+            # A call needs an id for the client to answer it: some providers (Gemini, vLLM,
+            # SGLang, LM Studio) send none, and DAC gives it one.
+            self.tool_calls.append(_CallSlot(id=call_id) if call_id else _CallSlot(id=f"call_{uuid.uuid4().hex[:24]}", id_made_here=True))
             if index is not None:
                 self._slot_of_index[index] = position
-            if not call_id:
-                call_id = self.tool_calls[position].id
         slot = self.tool_calls[position]
-        new_id = call_id if call_id and (slot.id is None or (slot.id_made_here and not slot.arguments and not slot.name)) else None
+        new_id = slot.id if begins else None  # the id goes with the call's first piece
         new_name = storable_text(name) if isinstance(name, str) and name and slot.name is None else None
-        slot.id, slot.name = slot.id or new_id, slot.name or new_name
+        slot.name = slot.name or new_name
         if isinstance(signature, str) and signature:
             slot.signature = signature
         pieces = ""
@@ -250,7 +248,7 @@ class Accumulator:
 
     def finished_tool_calls(self) -> tuple[ToolCall, ...]:
         return tuple(
-            ToolCall(slot.id or "", slot.name or "", "".join(slot.arguments) + ("\ufffd" if slot.high_surrogate else ""), slot.signature)
+            ToolCall(slot.id, slot.name or "", "".join(slot.arguments) + ("\ufffd" if slot.high_surrogate else ""), slot.signature)
             for slot in self.tool_calls)
 
     def add_citation(self, url: Any) -> None:
