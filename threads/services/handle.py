@@ -37,15 +37,6 @@ _SERVING_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 EVENT_BATCH_MAX = 256
 
 
-def run_detached(coroutine) -> asyncio.Task:
-    """Run `coroutine` on the running loop whatever becomes of the request that started it:
-    referenced until done (a bare task may be collected) and waited for at shutdown."""
-    task = asyncio.get_running_loop().create_task(coroutine)
-    _RUNNING.add(task)
-    task.add_done_callback(_RUNNING.discard)
-    return task
-
-
 def serving_loop_register() -> None:
     """The running loop serves this process's requests until it stops (called at ASGI startup)."""
     _SERVING_LOOPS.add(asyncio.get_running_loop())
@@ -112,7 +103,7 @@ class Answer:
     output_tokens: int | None = None
     citations: list[str] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
-    tool_call_text: str = ""  # the names and arguments of tool calls streamed so far
+    tool_call_text: str = ""  # the names and arguments of its tool calls (streamed so far, or all)
     finish_reason: str = ""
     error_category: str = ""
     error_message: str = ""
@@ -197,7 +188,9 @@ class SendHandle:
             from threads.services.answer import answer_task
 
             self.queue = asyncio.Queue()
-            self.task = run_detached(answer_task(self))
+            self.task = asyncio.get_running_loop().create_task(answer_task(self))
+            _RUNNING.add(self.task)
+            self.task.add_done_callback(_RUNNING.discard)
 
     def start_if_served(self) -> None:
         """Start now when the running loop is the server's, which will read the events too. A

@@ -42,7 +42,7 @@ from tenants.services import user_may_use_provider
 from threads import memory
 from threads.models import Message, Status, Thread
 from threads.selectors import context_messages, thread_get
-from threads.services.handle import Caller, SendHandle, SendOptions, run_detached
+from threads.services.handle import Caller, SendHandle, SendOptions
 from threads.services.threads import title_from
 
 logger = logging.getLogger(__name__)
@@ -195,13 +195,20 @@ async def message_send(
         history = validate_history(history)
         content = next(m["content"] for m in reversed(history) if m["role"] == "user")
     if thread_id is None and caller.user is None:
-        handle = await _prepare_on_loop(caller, content, history, options, started)
+        handle = await _shielded(_prepare_on_loop(caller, content, history, options, started))
         if handle is not None:
             return handle
-    preparing = asyncio.ensure_future(db_step(_prepare, caller, content, thread_id, history, options, started))
+    return await _shielded(db_step(_prepare, caller, content, thread_id, history, options, started))
+
+
+async def _shielded(preparing) -> SendHandle | None:
+    """A preparation run to its end even if the caller leaves meanwhile: it reserves quota (Redis
+    counts a reservation once the script is sent, a pool thread cannot be stopped) and may save a
+    thread's rows, which its handle must settle."""
+    preparing = asyncio.ensure_future(preparing)
     try:
         return await asyncio.shield(preparing)
-    except asyncio.CancelledError:  # the caller left; the preparing thread goes on all the same
+    except asyncio.CancelledError:
         preparing.add_done_callback(_abandon_prepared)
         raise
 
@@ -211,7 +218,7 @@ def _abandon_prepared(preparing: asyncio.Future) -> None:
     once, so it runs its course (a thread's answer is produced and saved; any other ends before
     calling a provider and gives its quota back) instead of holding a reservation, and a thread's
     row 'streaming', with nothing to settle them."""
-    if preparing.cancelled() or preparing.exception() is not None:
+    if preparing.cancelled() or preparing.exception() is not None or preparing.result() is None:
         return
     handle = preparing.result()
     handle.start()
@@ -221,13 +228,6 @@ def _abandon_prepared(preparing: asyncio.Future) -> None:
 def _estimate(messages: list[dict], options: SendOptions) -> int:
     """The reservation: the prompt (the functions offered included) and the answer's cap."""
     return quota.estimate_tokens(messages, options.max_tokens) + options.tools_prompt_tokens()
-
-
-def _release_reserved(reserving: asyncio.Future) -> None:
-    """A reservation made for a caller that left while it was made: given back."""
-    if reserving.cancelled() or reserving.exception() is not None:
-        return
-    run_detached(quota.quota_release_async(reserving.result()))
 
 
 async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], options: SendOptions, started: float) -> SendHandle | None:
@@ -243,17 +243,10 @@ async def _prepare_on_loop(caller: Caller, content: str, history: list[dict], op
         return None
     messages = list(history)  # a gateway conversation goes to the provider as the client wrote it
     estimated = _estimate(messages, options)
-    # Shielded: Redis counts the reservation once the script is sent, so a caller that leaves
-    # while the reply is on its way must not take the reply (and the reservation) with it.
-    reserving = asyncio.ensure_future(
-        quota.quota_reserve_async(org_id=caller.org_id, provider=plan.candidates[0].provider, estimated_tokens=estimated))
     try:
-        reservation = await asyncio.shield(reserving)
+        reservation = await quota.quota_reserve_async(org_id=caller.org_id, provider=plan.candidates[0].provider, estimated_tokens=estimated)
     except quota.QuotaExceeded:
         return None
-    except asyncio.CancelledError:
-        reserving.add_done_callback(_release_reserved)
-        raise
     return SendHandle(
         caller=caller, options=options, plan=plan, keys=keys, candidate_index=0, reservation=reservation, messages=messages,
         thread_id=None, user_message_id=None, assistant_message_id=None, started=started, prepare_ms=_overhead_ms(started),
