@@ -23,6 +23,12 @@ def lone_surrogate(text: str) -> str | None:
     return found.group() if found else None
 
 
+def unstorable(text: str) -> bool:
+    """Whether `text` holds what no provider can be sent nor PostgreSQL store (U+0000, a lone
+    surrogate): what a client sends is refused for it rather than changed."""
+    return _UNSTORABLE.search(text) is not None
+
+
 def storable_text(text: str) -> str:
     return _UNSTORABLE.sub("\ufffd", text)
 

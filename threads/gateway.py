@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from dac.db.steps import db_step
 from dac.errors import ApplicationError, openai_error_body, openai_error_response
-from dac.storable_text import lone_surrogate
+from dac.storable_text import unstorable
 from metrics.services import overhead_observe
 from providers.adapters import ADAPTERS, ResponseFormat, Sampling, ToolCallPart, Tools
 from tenants.authentication import bearer_token
@@ -98,7 +98,7 @@ def _parse_model(model) -> tuple[str | None, str | None]:
             400, f"Unknown model {model!r}: use \"auto\" or \"<provider>/<model>\" with a provider among {', '.join(ADAPTERS)}.",
             param="model", code="model_not_found",
         )
-    if "\x00" in name or lone_surrogate(name):  # it could be neither sent to a provider nor saved
+    if unstorable(name):  # it could be neither sent to a provider nor saved
         raise GatewayError(400, f"The model name {name!r} holds U+0000 or half a UTF-16 surrogate pair, which no provider can be sent.",
                            param="model")
     return provider, name or None
@@ -158,7 +158,7 @@ def _stop(body: dict) -> tuple[str, ...]:
     if not isinstance(sequences, list) or len(sequences) > MAX_STOP_SEQUENCES or not all(
             isinstance(sequence, str) and sequence for sequence in sequences):
         raise GatewayError(400, f"stop must be a non-empty string or an array of up to {MAX_STOP_SEQUENCES} of them.", param="stop")
-    if any(lone_surrogate(sequence) or "\x00" in sequence for sequence in sequences):
+    if any(unstorable(sequence) for sequence in sequences):
         raise GatewayError(400, "A stop sequence holds U+0000 or half a UTF-16 surrogate pair, which no provider can be sent.",
                            param="stop")
     return tuple(dict.fromkeys(sequences))

@@ -262,6 +262,7 @@ def _fill_success(answer: Answer, candidate: Candidate, result, elapsed: float, 
     answer.output_tokens = result.output_tokens
     answer.citations = list(result.citations or [])
     answer.tool_calls = list(result.tool_calls)
+    answer.tool_call_text = "".join(call.name + call.arguments for call in result.tool_calls)
     answer.finish_reason = result.finish_reason
     answer.routing = handle.plan.to_dict(chosen=candidate)
 

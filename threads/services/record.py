@@ -170,7 +170,7 @@ def _quota_settlement(handle: SendHandle, answer: Answer) -> tuple[int | None, b
     provider that reports no usage) the prompt and the text that arrived: a provider stops
     generating when its stream is closed, and the estimate (the prompt plus max_tokens) would
     charge every Stop as a full-length answer."""
-    produced = answer.text + (answer.tool_call_text or "".join(call.name + call.arguments for call in answer.tool_calls))
+    produced = answer.text + answer.tool_call_text
     if answer.not_sent or (answer.status != Status.COMPLETE and not produced):
         return None, False
     input_tokens, output_tokens = answer.input_tokens, answer.output_tokens
