@@ -558,11 +558,17 @@ def test_an_outage_that_keeps_redis_data_adds_only_what_was_counted_meanwhile(ow
     assert (usage.store, usage.requests_used, usage.tokens_used) == ("redis", 4, 40)
 
 
-def test_a_reset_during_an_outage_is_not_undone_when_redis_returns(own_redis, org_a):
+def _worker_that_counted(redis_server, org, calls: int) -> tuple[QuotaService, Clock]:
+    """A worker (probing Redis every 5 s of its own clock) that has counted `calls` on Redis."""
     tick = Clock(0.0)
-    svc = QuotaService(redis_url=own_redis.url, probe_interval=5, monotonic=tick)
-    for _ in range(3):
-        svc.reserve(org_id=org_a.id, provider="openai", estimated_tokens=10)
+    worker = QuotaService(redis_url=redis_server.url, probe_interval=5, monotonic=tick)
+    for _ in range(calls):
+        worker.reserve(org_id=org.id, provider="openai", estimated_tokens=10)
+    return worker, tick
+
+
+def test_a_reset_during_an_outage_is_not_undone_when_redis_returns(own_redis, org_a):
+    svc, tick = _worker_that_counted(own_redis, org_a, 3)
     own_redis.pause()
     try:
         svc.usage(org_id=org_a.id, provider="openai")
@@ -664,10 +670,7 @@ def test_reset_limits_that_cannot_reach_redis_changes_nothing_and_says_so(servic
 def test_reset_limits_with_redis_down_resets_the_counts_kept_in_postgresql(own_redis, org_a, monkeypatch):
     """When Redis is down for every worker they count in PostgreSQL: --redis-down resets those,
     and the reset holds when Redis returns."""
-    tick = Clock(0.0)
-    worker = QuotaService(redis_url=own_redis.url, probe_interval=5, monotonic=tick)
-    for _ in range(2):
-        worker.reserve(org_id=org_a.id, provider="openai", estimated_tokens=10)
+    worker, tick = _worker_that_counted(own_redis, org_a, 2)
     own_redis.pause()
     try:
         worker.reserve(org_id=org_a.id, provider="openai", estimated_tokens=10)  # falls back, counts 3 in PostgreSQL
