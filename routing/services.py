@@ -120,16 +120,20 @@ def plan_route(
     explicit_model: str | None = None,
     wants_json: bool = False,
     tools: bool = False,
+    logit_bias: bool = False,
 ) -> RoutePlan:
     """Build the candidate chain. `keys` maps provider → active ProviderKey; `may_use(provider)`
     says whether the caller is permitted; `wants_json` that the answer must be JSON, `tools` that
     functions are offered to call (both structured output; with tools only the providers that
-    take them are candidates). With no key at all, the demo provider answers (and
-    says so); with keys that cannot serve, the plan has no candidates and says why."""
+    take them are candidates, and with `logit_bias` likewise). With no key at all, the demo
+    provider answers (and says so); with keys that cannot serve, the plan has no candidates and
+    says why."""
     if explicit_provider:
-        if tools and explicit_provider in ADAPTERS and not ADAPTERS[explicit_provider].takes_tools:
-            raise ValidationFailed(f"{explicit_provider} does not call functions: send tools to another provider, or model auto.",
-                                   detail={"provider": "no_tools"})
+        lacking = _lacking(explicit_provider, tools, logit_bias) if explicit_provider in ADAPTERS else None
+        if lacking is not None:
+            field, reason = lacking
+            raise ValidationFailed(f"{explicit_provider} {reason}: send {field} to another provider, or model auto.",
+                                   detail={"provider": f"no_{field}"})
         return _explicit_plan(explicit_provider, explicit_model, keys, may_use)
     because = ("The request offers functions to call (tools)" if tools
                else "The request asks for a JSON answer (response_format)" if wants_json else None)
@@ -151,8 +155,9 @@ def plan_route(
     order += [p for p in EXTRA_FALLBACKS if p not in order]
     for provider in order:
         key = keys.get(provider)
-        if tools and not ADAPTERS[provider].takes_tools:
-            plan.skip(provider, "it does not call functions (tools)")
+        lacking = _lacking(provider, tools, logit_bias)
+        if lacking is not None:
+            plan.skip(provider, f"it {lacking[1]} ({lacking[0]})")
         elif key is None:
             plan.skip(provider, "no key configured")
         elif not may_use(provider):
@@ -161,6 +166,16 @@ def plan_route(
             model = (key.default_model or model_for.get(provider)) if provider == "openai_compatible" else model_for.get(provider) or key.default_model
             plan.candidates.append(Candidate(provider, model or "default", key.pk))
     return plan
+
+
+def _lacking(provider: str, tools: bool, logit_bias: bool) -> tuple[str, str] | None:
+    """(the request field, why) when the provider cannot take what the request needs, else None."""
+    adapter = ADAPTERS[provider]
+    if tools and not adapter.takes_tools:
+        return "tools", "does not call functions"
+    if logit_bias and not adapter.takes_logit_bias:
+        return "logit_bias", "takes no token bias"
+    return None
 
 
 def _explicit_plan(provider: str, model: str | None, keys: dict, may_use) -> RoutePlan:

@@ -24,7 +24,7 @@ from dac.db.steps import db_step
 from dac.errors import ApplicationError, openai_error_body, openai_error_response
 from dac.storable_text import unstorable
 from metrics.services import overhead_observe
-from providers.adapters import ADAPTERS, ResponseFormat, Sampling, ToolCallPart, Tools
+from providers.adapters import ADAPTERS, REASONING_EFFORTS, ResponseFormat, Sampling, ToolCallPart, Tools
 from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
@@ -135,6 +135,7 @@ _DEFAULTS = {"n": (1,), "function_call": ("none", "auto"), "top_logprobs": (0,),
 MAX_TOOLS = 128  # OpenAI's own limit
 MAX_SCHEMA_DEPTH = 32  # deeper than any provider takes; bounds the work (and recursion) on a schema
 MAX_STOP_SEQUENCES = 4  # OpenAI's own limit, which clients already keep to
+MAX_LOGIT_BIAS = 1024  # tokens biased in one request: bounds the work; real uses bias a handful
 _SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -247,7 +248,8 @@ _SAMPLING_RANGES = {"top_p": (0, 1), "presence_penalty": (-2, 2), "frequency_pen
 
 
 def _sampling(body: dict) -> Sampling | None:
-    """top_p, seed, presence_penalty and frequency_penalty, when given (null: the default)."""
+    """top_p, seed, presence_penalty, frequency_penalty, reasoning_effort and logit_bias, when
+    given (null: the default)."""
     given = {}
     for name, (low, high) in _SAMPLING_RANGES.items():
         value = body.get(name)
@@ -260,6 +262,19 @@ def _sampling(body: dict) -> Sampling | None:
         if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
             raise GatewayError(400, "seed must be an integer (64 bits).", param="seed")
         given["seed"] = seed
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in REASONING_EFFORTS:
+            raise GatewayError(400, f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}.", param="reasoning_effort")
+        given["reasoning_effort"] = effort
+    bias = body.get("logit_bias")
+    if bias:  # {} and null: no bias
+        if not isinstance(bias, dict) or len(bias) > MAX_LOGIT_BIAS or not all(
+                token.isascii() and token.isdigit() and len(token) <= 9 and not isinstance(value, bool)
+                and isinstance(value, (int, float)) and -100 <= value <= 100 for token, value in bias.items()):
+            raise GatewayError(400, f"logit_bias must map up to {MAX_LOGIT_BIAS:,} token ids (as strings) to numbers from -100 to 100.",
+                               param="logit_bias")
+        given["logit_bias"] = bias
     return Sampling(**given) if given else None
 
 

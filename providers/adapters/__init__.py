@@ -15,6 +15,7 @@ from typing import Any
 from .base import (
     ERROR_CATEGORIES,
     FINISH_REASONS,
+    REASONING_EFFORTS,
     RETRYABLE_CATEGORIES,
     BaseAdapter,
     CompletionResult,
@@ -60,6 +61,7 @@ __all__ = [
     "ERROR_CATEGORIES",
     "FINISH_REASONS",
     "PROVIDER_NAMES",
+    "REASONING_EFFORTS",
     "RETRYABLE_CATEGORIES",
     "BaseAdapter",
     "CompletionResult",

@@ -46,18 +46,26 @@ def redact(text: str, secret: str | None = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
-    """How a client tunes the choice of tokens, beyond temperature (OpenAI's fields and ranges);
+    """How a client tunes the choice of tokens, beyond temperature (OpenAI's fields and ranges;
+    logit_bias's token ids are the model's own), and how long a reasoning model thinks first (`reasoning_effort`, one of REASONING_EFFORTS);
     None: the provider's default."""
 
     top_p: float | None = None
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    reasoning_effort: str | None = None
+    logit_bias: dict[str, float] | None = None  # token id → -100..100, for the providers that take it
 
-    def given(self) -> dict[str, float | int]:
+    def given(self) -> dict[str, Any]:
         """The fields set, by their OpenAI name."""
-        return {name: value for name in ("top_p", "seed", "presence_penalty", "frequency_penalty")
+        return {name: value for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "reasoning_effort", "logit_bias")
                 if (value := getattr(self, name)) is not None}
+
+
+# OpenAI's reasoning_effort values, least thinking first ("none": gpt-5.1 and later; "xhigh": the
+# newest). Providers with fewer levels get the nearest they have.
+REASONING_EFFORTS: tuple[str, ...] = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +203,9 @@ class BaseAdapter:
     them (finish reason `stop`, the sequence itself not part of the text), whether or not the
     provider takes them; `response_format` asks for JSON; `tools` offers functions to call (the
     answer's `tool_calls`; adapters whose `takes_tools` is False are never given them);
-    `sampling` carries top_p, seed and the penalties, each where the provider takes it.
+    `sampling` carries top_p, seed, the penalties and logit_bias, each where the provider takes it
+    (adapters whose `takes_logit_bias` is False are never given a bias), and the
+    reasoning effort, in each provider's terms for the models that reason.
     `check_key()` makes the cheapest real
     call that proves the key works. No retries happen here: bounded retries are the caller's job.
     """
@@ -204,6 +214,8 @@ class BaseAdapter:
     default_model: ClassVar[str | None] = None
     default_base_url: ClassVar[str | None] = None
     takes_tools: ClassVar[bool] = True
+    # Whether the provider takes `logit_bias` (routing passes over those that do not).
+    takes_logit_bias: ClassVar[bool] = True
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
         self._api_key = api_key or ""

@@ -34,8 +34,9 @@ class ChatCompletionsAdapter(HTTPAdapter):
     extra_headers: ClassVar[dict[str, str]] = {}
     # Whether the provider takes `stop` (Perplexity does not: DAC then ends the answer itself).
     takes_stop: ClassVar[bool] = True
-    # The Sampling fields the provider takes (by their OpenAI name).
-    sampling_fields: ClassVar[frozenset[str]] = frozenset({"top_p", "seed", "presence_penalty", "frequency_penalty"})
+    # The Sampling fields the provider takes as they are (by their OpenAI name); reasoning_effort
+    # goes through `_reasoning`.
+    sampling_fields: ClassVar[frozenset[str]] = frozenset({"top_p", "seed", "presence_penalty", "frequency_penalty", "logit_bias"})
 
     def _url(self, model: str, stream: bool) -> str:
         return self.base_url + self.path
@@ -57,6 +58,8 @@ class ChatCompletionsAdapter(HTTPAdapter):
             body["temperature"] = temperature
         if sampling is not None:
             body.update({name: value for name, value in sampling.given().items() if name in self.sampling_fields})
+            if sampling.reasoning_effort is not None:
+                body.update(self._reasoning(model, sampling.reasoning_effort))
         if stop and self._takes_stop(model):
             body["stop"] = list(stop)
         if response_format is not None:
@@ -74,6 +77,11 @@ class ChatCompletionsAdapter(HTTPAdapter):
 
     def _takes_stop(self, model: str) -> bool:
         return self.takes_stop
+
+    def _reasoning(self, model: str, effort: str) -> dict[str, Any]:
+        """The request fields for a reasoning effort (one of REASONING_EFFORTS). OpenAI's own
+        field: vLLM, Ollama and llama.cpp take it for their reasoning models."""
+        return {"reasoning_effort": effort}
 
     def _response_format(self, wanted: ResponseFormat) -> dict[str, Any]:
         if wanted.type == "json_object":

@@ -23,6 +23,14 @@ FINISH_REASONS_MAP: dict[str, str] = {
 }
 # The Sampling fields under their generationConfig names.
 _GENERATION_CONFIG = {"top_p": "topP", "seed": "seed", "presence_penalty": "presencePenalty", "frequency_penalty": "frequencyPenalty"}
+# reasoning_effort as Gemini's thinkingConfig: Gemini 3 takes a level (Pro only low and high),
+# 2.5 a budget of tokens (Google's own OpenAI-compatible layer: 1K, 8K, 24K; 0 turns it off,
+# which 2.5 Pro cannot: 128 is its least). Earlier models do not think and refuse the field.
+_GEMINI_VERSION = re.compile(r"(?:models/)?gemini-(\d+)(?:\.(\d+))?")
+_THINKING_LEVEL = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
+_THINKING_LEVEL_PRO = {"none": "low", "minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high"}
+_THINKING_BUDGET = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 24576}
+_THINKING_BUDGET_PRO = {**_THINKING_BUDGET, "none": 128, "xhigh": 32768}
 # Finish reasons of a function call that went wrong (nothing usable came with them).
 _FAILED_CALL_REASONS = {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
 # What Gemini 3 accepts in place of a call's thought signature that DAC does not have (a call
@@ -37,6 +45,7 @@ class GeminiAdapter(HTTPAdapter):
     name = "gemini"
     default_model = "gemini-2.5-flash"
     default_base_url = "https://generativelanguage.googleapis.com/v1beta"
+    takes_logit_bias = False  # generationConfig has no per-token bias
 
     def _url(self, model: str, stream: bool) -> str:
         model_id = quote(model.removeprefix("models/"), safe="-._~")
@@ -88,7 +97,10 @@ class GeminiAdapter(HTTPAdapter):
         if temperature is not None:
             config["temperature"] = temperature
         if sampling is not None:
-            config.update({_GENERATION_CONFIG[name]: value for name, value in sampling.given().items()})
+            config.update({_GENERATION_CONFIG[name]: value for name, value in sampling.given().items() if name in _GENERATION_CONFIG})
+            thinking = _thinking_config(model, sampling.reasoning_effort) if sampling.reasoning_effort else None
+            if thinking is not None:
+                config["thinkingConfig"] = thinking
         if stop:
             config["stopSequences"] = list(stop)
         if response_format is not None and tools is None:
@@ -209,3 +221,18 @@ def _calling_config(choice: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(choice, dict):
         return {"mode": "ANY", "allowedFunctionNames": [choice["function"]["name"]]}
     return {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}[choice]}
+
+
+def _thinking_config(model: str, effort: str) -> dict[str, Any] | None:
+    """Gemini's thinkingConfig for a reasoning effort, or None for a model that does not think.
+    A name without a version (gemini-flash-latest) gets a budget, which every thinking model takes."""
+    pro = "-pro" in model
+    version = _GEMINI_VERSION.match(model)
+    if version is None:
+        return {"thinkingBudget": (_THINKING_BUDGET_PRO if pro else _THINKING_BUDGET)[effort]} if "gemini" in model else None
+    major, minor = int(version[1]), int(version[2] or 0)
+    if major >= 3:
+        return {"thinkingLevel": (_THINKING_LEVEL_PRO if pro else _THINKING_LEVEL)[effort]}
+    if (major, minor) >= (2, 5):
+        return {"thinkingBudget": (_THINKING_BUDGET_PRO if pro else _THINKING_BUDGET)[effort]}
+    return None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .chat_completions import ChatCompletionsAdapter
 
-# Reasoning models answer `stop` with a 400 unsupported_parameter: DAC ends their answers itself.
+# Reasoning models answer `stop` with a 400 unsupported_parameter (DAC ends their answers
+# itself); only they take reasoning_effort (the others answer it with a 400).
 _REASONING_MODEL = re.compile(r"(?:.*/)?(?:o\d|gpt-5)")
 
 
@@ -21,3 +23,7 @@ class OpenAIAdapter(ChatCompletionsAdapter):
 
     def _takes_stop(self, model: str) -> bool:
         return not _REASONING_MODEL.match(model)
+
+    def _reasoning(self, model: str, effort: str) -> dict[str, Any]:
+        # A model that does not reason has no effort to set: it answers as it always does.
+        return super()._reasoning(model, effort) if _REASONING_MODEL.match(model) else {}

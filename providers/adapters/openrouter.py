@@ -17,6 +17,10 @@ class OpenRouterAdapter(ChatCompletionsAdapter):
     # Attribution: lets the org see DAC's traffic on its OpenRouter dashboard.
     extra_headers: ClassVar[dict[str, str]] = {"X-OpenRouter-Title": "DAC", "X-Title": "DAC"}
 
+    def _reasoning(self, model: str, effort: str) -> dict[str, Any]:
+        # OpenRouter's one setting for every upstream's reasoning (it takes all six levels).
+        return {"reasoning": {"effort": effort}}
+
     def _embedded_error(self, payload: dict[str, Any]) -> ProviderError | None:
         # Key on the top-level `error`: a recorded mid-stream error had `finish_reason: null`.
         top = self._embedded_error_object(payload)

@@ -10,6 +10,7 @@ from .http_adapter import Accumulator
 
 # Perplexity has no models endpoint; these are the documented Sonar models.
 SONAR_MODELS = ["sonar", "sonar-pro", "sonar-reasoning-pro", "sonar-deep-research"]
+_SONAR_EFFORT = {"none": "low", "minimal": "low", "xhigh": "high"}  # the nearest of its three
 
 
 class PerplexityAdapter(ChatCompletionsAdapter):
@@ -20,10 +21,17 @@ class PerplexityAdapter(ChatCompletionsAdapter):
     takes_stop = False  # not in Sonar's parameters: DAC ends the answer at the sequence itself
     takes_tools = False  # Sonar calls no client functions: routing passes it over for requests with tools
     sampling_fields = frozenset({"top_p", "presence_penalty", "frequency_penalty"})  # no seed
+    takes_logit_bias = False  # not in Sonar's parameters
 
     def _response_format(self, wanted: ResponseFormat) -> dict[str, Any]:
         # Sonar's structured output is JSON Schema only (no json_object), in this shape.
         return {"type": "json_schema", "json_schema": {"schema": wanted.schema or {"type": "object"}}}
+
+    def _reasoning(self, model: str, effort: str) -> dict[str, Any]:
+        # Only sonar-deep-research takes an effort, and only low, medium or high.
+        if "deep-research" not in model:
+            return {}
+        return {"reasoning_effort": _SONAR_EFFORT.get(effort, effort)}
 
     def _take_citations(self, acc: Accumulator, payload: dict[str, Any]) -> None:
         # Every chunk repeats the full list, so the latest one replaces what came before.

@@ -197,3 +197,29 @@ async def test_sampling_fields_reach_each_provider_under_its_names(provider, sen
     where = body["generationConfig"] if provider == "gemini" else body
     assert {name: where.get(name) for name in sent} == sent
     assert "seed" not in where if provider == "perplexity" else True
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("provider, model, effort, sent", [
+    ("openai", "o4-mini", "low", {"reasoning_effort": "low"}),
+    ("openai", "gpt-5.1", "none", {"reasoning_effort": "none"}),
+    ("openai", "gpt-4o-mini", "high", {}),  # no reasoning: it would answer the field with a 400
+    ("openai_compatible", "qwen3", "medium", {"reasoning_effort": "medium"}),
+    ("openrouter", "deepseek/deepseek-r1", "xhigh", {"reasoning": {"effort": "xhigh"}}),
+    ("perplexity", "sonar-deep-research", "minimal", {"reasoning_effort": "low"}),
+    ("perplexity", "sonar-pro", "high", {}),  # only deep research takes an effort
+    ("gemini", "gemini-3-flash-preview", "none", {"thinkingConfig": {"thinkingLevel": "minimal"}}),
+    ("gemini", "gemini-3-pro-preview", "medium", {"thinkingConfig": {"thinkingLevel": "high"}}),
+    ("gemini", "gemini-2.5-flash", "none", {"thinkingConfig": {"thinkingBudget": 0}}),
+    ("gemini", "gemini-2.5-pro", "none", {"thinkingConfig": {"thinkingBudget": 128}}),  # 2.5 Pro always thinks
+    ("gemini", "gemini-flash-latest", "low", {"thinkingConfig": {"thinkingBudget": 1024}}),
+    ("gemini", "gemini-2.0-flash", "high", {}),  # does not think: refuses thinkingConfig
+])
+async def test_reasoning_effort_reaches_each_provider_in_its_terms(provider, model, effort, sent):
+    from providers.adapters import Sampling
+
+    with FakeProvider(provider) as fake:
+        await adapter_for(fake).complete(messages=MESSAGES, model=model, sampling=Sampling(reasoning_effort=effort))
+    body = fake.last_request.json
+    where = body.get("generationConfig", {}) if provider == "gemini" else body
+    assert {name: where[name] for name in ("reasoning_effort", "reasoning", "thinkingConfig") if name in where} == sent

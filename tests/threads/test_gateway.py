@@ -380,6 +380,10 @@ _USER = {"role": "user", "content": "hello"}
     ({"top_p": 1.5}, "top_p", "top_p must be a number from 0 to 1"),
     ({"presence_penalty": "high"}, "presence_penalty", "presence_penalty must be a number from -2 to 2"),
     ({"seed": 2**70}, "seed", "seed must be an integer"),
+    ({"reasoning_effort": "maximum"}, "reasoning_effort", "reasoning_effort must be one of none, minimal, low"),
+    ({"logit_bias": {"hello": 5}}, "logit_bias", "logit_bias must map up to 1,024 token ids"),
+    ({"logit_bias": {"50256": -101}}, "logit_bias", "to numbers from -100 to 100"),
+    ({"model": "gemini/gemini-2.5-flash", "logit_bias": {"50256": -100}}, "provider", "gemini takes no token bias"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "array of up to 4"),
     ({"stop": [""]}, "stop", "non-empty string"),
     ({"stop": "end\x00"}, "stop", "U+0000"),
@@ -393,7 +397,8 @@ _USER = {"role": "user", "content": "hello"}
     ({"max_completion_tokens": 0}, "max_completion_tokens", "max_completion_tokens must be an integer"),
     ({"max_completion_tokens": None, "max_tokens": 0}, "max_tokens", "max_tokens must be an integer"),
     ({"stream": True, "stream_options": {"include_usage": "false"}}, "stream_options", "include_usage must be a boolean"),
-], ids=["schema-without-name", "regex-format", "schema-not-object", "n", "top_p-over-1", "penalty-text", "seed-too-big", "five-stops", "empty-stop", "nul-stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
+], ids=["schema-without-name", "regex-format", "schema-not-object", "n", "top_p-over-1", "penalty-text", "seed-too-big", "unknown-effort", "bias-word", "bias-over-100", "bias-to-gemini",
+        "five-stops", "empty-stop", "nul-stop", "logprobs", "audio", "image-part", "text-part-null", "role-list",
         "max_completion_tokens", "max_tokens-beside-null", "include_usage-string"])
 def test_what_the_gateway_cannot_honour_is_a_400_not_silently_ignored(asgi_server, token_a, fakes, extra, param, says):
     """Each was answered 200 with one plain-text choice (the field dropped, the image never sent),
@@ -441,6 +446,26 @@ def test_sampling_fields_are_passed_on_not_dropped(sdk, fakes):
                                 frequency_penalty=0.25)
     sent = fakes["openrouter"].requests[0].json
     assert (sent["top_p"], sent["seed"], sent["presence_penalty"], sent["frequency_penalty"]) == (0.9, 42, 0.5, 0.25)
+
+
+def test_reasoning_effort_is_passed_on_in_each_providers_terms(sdk, fakes):
+    """reasoning_effort was accepted and dropped: a reasoning model thought as long as it liked."""
+    fakes["openrouter"].behaviour = Behaviour(text="fine")
+    sdk.chat.completions.create(model="openrouter/openai/gpt-5", messages=[_USER], reasoning_effort="low")
+    assert fakes["openrouter"].requests[0].json["reasoning"] == {"effort": "low"}
+    fakes["openai"].behaviour = Behaviour(text="fine")
+    sdk.chat.completions.create(model="openai/o4-mini", messages=[_USER], reasoning_effort="high")
+    assert fakes["openai"].requests[0].json["reasoning_effort"] == "high"
+
+
+def test_logit_bias_is_passed_on_and_model_auto_passes_over_the_providers_without_it(sdk, fakes):
+    """logit_bias was accepted and dropped; Perplexity and Gemini have no such setting."""
+    fakes["openrouter"].behaviour = Behaviour(text="fine")
+    sdk.chat.completions.create(model="openrouter/meta/llama", messages=[_USER], logit_bias={"50256": -100, "13": 5.5})
+    assert fakes["openrouter"].requests[0].json["logit_bias"] == {"50256": -100, "13": 5.5}
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "latest news about the weather in Lisbon today"}], logit_bias={"13": 1})
+    assert raw.headers["x-dac-provider"] not in ("perplexity", "gemini") and not fakes["perplexity"].requests
 
 
 def test_a_stop_string_is_one_sequence(sdk, fakes):

@@ -269,6 +269,7 @@ def _plan(caller: Caller, content: str, message_count: int, keys: dict, routing,
         explicit_model=options.model,
         wants_json=options.response_format is not None,
         tools=uses_tools,
+        logit_bias=options.sampling is not None and options.sampling.logit_bias is not None,
     )
 
 
