@@ -478,8 +478,10 @@ async def _stream(handle: SendHandle, include_usage: bool):
         }
         return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
+    # As OpenAI opens a turn that may only call functions: its content null until text comes.
+    offers_tools = handle.options.tools is not None and handle.options.tools.choice != "none"
     try:
-        yield chunk({"role": "assistant", "content": ""})
+        yield chunk({"role": "assistant", "content": None if offers_tools else ""})
         # What arrived together goes out in one write (a fast provider sends many pieces in one
         # packet): one send, one system call, instead of one per piece.
         async for batch in handle.event_batches():

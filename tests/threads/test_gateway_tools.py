@@ -152,6 +152,19 @@ def test_a_gemini_3_agent_loop_carries_the_calls_thought_signature(sdk, fakes):
     assert sent["thoughtSignature"] in fake.wire.signatures and "signature" not in json.dumps(fake.requests[0].json)
 
 
+def test_the_sdks_stream_helper_ends_a_streamed_call_as_a_plain_one(sdk, fakes):
+    """Its final message had content '' where a plain call has None (the role chunk's content
+    was "" before any call came); a text answer with tools offered keeps its text."""
+    fakes["openai"].behaviour = Behaviour(tool_calls=(("get_weather", '{"city": "Lisbon"}'),))
+    with sdk.chat.completions.stream(model="openai/gpt-4o-mini", messages=ASK, tools=[WEATHER]) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert message.content is None and message.tool_calls[0].function.name == "get_weather"
+    fakes["openai"].behaviour = Behaviour(text="No need to look: it is sunny.")
+    with sdk.chat.completions.stream(model="openai/gpt-4o-mini", messages=ASK, tools=[WEATHER]) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert message.content == "No need to look: it is sunny." and not message.tool_calls
+
+
 def test_a_stream_cut_after_pieces_of_a_call_is_counted(sdk, fakes, org_a):
     """The client had the call's pieces; the reservation was given back in full (as if nothing came)."""
     fakes["openai"].behaviour = Behaviour(tool_calls=(("get_weather", '{"city": "' + "L" * 400 + '"}'),),
