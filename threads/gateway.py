@@ -31,10 +31,9 @@ from tenants.services import TokenInvalid, api_token_authenticate, api_token_cac
 from threads.models import Status
 from threads.services import Caller, SendOptions, message_send
 from threads.services.handle import Answer, Failed, Finished, SendHandle, ToolCallDelta
-from threads.services.send import validate_history
+from threads.services.send import MAX_OUTPUT_TOKENS, is_temperature, is_token_cap, validate_history
 
 MAX_BODY_BYTES = 2_000_000
-MAX_OUTPUT_TOKENS = 128_000
 # Provider failure category → (HTTP status, OpenAI error type).
 _FAILURE_STATUS = {
     "timeout": (504, "timeout"),
@@ -281,7 +280,7 @@ def _sampling(body: dict) -> Sampling | None:
 def _max_tokens(body: dict) -> int | None:
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     value = body.get(name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_TOKENS):
+    if value is not None and not is_token_cap(value):
         raise GatewayError(400, f"{name} must be an integer from 1 to {MAX_OUTPUT_TOKENS:,}.", param=name)
     return value
 
@@ -290,7 +289,7 @@ def _options(body: dict, provider: str | None, model: str | None) -> SendOptions
     _refuse_unsupported(body)
     max_tokens = _max_tokens(body)
     temperature = body.get("temperature")
-    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2):
+    if temperature is not None and not is_temperature(temperature):
         raise GatewayError(400, "temperature must be a number from 0 to 2.", param="temperature")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):

@@ -160,14 +160,23 @@ def _surrogate_message(what: str, surrogate: str) -> str:
             "character (a JSON \\u escape cut in two?); send the whole character.")
 
 
+MAX_OUTPUT_TOKENS = 128_000  # the largest answer any provider writes
+
+
+def is_token_cap(value) -> bool:
+    """Whether `value` is a max_tokens DAC takes: a whole number from 1 to MAX_OUTPUT_TOKENS."""
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_OUTPUT_TOKENS
+
+
+def is_temperature(value) -> bool:
+    """Whether `value` is a temperature DAC takes: a number from 0 to 2."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= 2
+
+
 def _validate_options(options: SendOptions) -> None:
-    if options.max_tokens is not None and (
-        isinstance(options.max_tokens, bool) or not isinstance(options.max_tokens, int) or not 1 <= options.max_tokens <= 128_000
-    ):
-        raise ValidationFailed("max_tokens must be a whole number from 1 to 128,000.", detail={"max_tokens": "invalid"})
-    if options.temperature is not None and (
-        isinstance(options.temperature, bool) or not isinstance(options.temperature, (int, float)) or not 0 <= options.temperature <= 2
-    ):
+    if options.max_tokens is not None and not is_token_cap(options.max_tokens):
+        raise ValidationFailed(f"max_tokens must be a whole number from 1 to {MAX_OUTPUT_TOKENS:,}.", detail={"max_tokens": "invalid"})
+    if options.temperature is not None and not is_temperature(options.temperature):
         raise ValidationFailed("temperature must be a number from 0 to 2.", detail={"temperature": "invalid"})
 
 
