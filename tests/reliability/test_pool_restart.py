@@ -61,14 +61,15 @@ def _select_one(connection) -> float:
 
 
 def test_the_first_query_after_an_idle_restart_gets_a_fresh_connection(cluster, pooled):
-    _select_one(pooled)
+    _select_one(pooled)  # opens the pool; borrowing before it has filled may add one more connection
     pooled.pool.wait(timeout=10)
-    assert pooled.pool.get_stats()["pool_available"] == IDLE_CONNECTIONS
+    idle = pooled.pool.get_stats()["pool_available"]
+    assert idle >= IDLE_CONNECTIONS
 
     cluster.restart()
 
     assert _select_one(pooled) < POOL_TIMEOUT / 2
-    assert pooled.pool.get_stats()["connections_lost"] >= IDLE_CONNECTIONS  # every dead one was swept
+    assert pooled.pool.get_stats()["connections_lost"] >= idle  # every dead one was swept
     assert [_select_one(pooled) < POOL_TIMEOUT / 2 for _ in range(3)] == [True] * 3
 
 
