@@ -2,7 +2,11 @@
 
 A base_url must be http(s) and every address its host resolves to must be public, unless the
 operator set DAC_ALLOW_PRIVATE_BASE_URLS (a local Ollama or vLLM needs it). Checked when a key
-is saved and again before each call, so a DNS answer that changed later is caught too.
+is saved and again before each call (remembered for a minute); the addresses the provider client
+then connects to are checked too (`address_allowed`, for adapters made with `check_addresses`),
+and the embeddings client connects to the address it checked (`connect_address`), so a DNS
+answer that changes between the check and the connection (rebinding to 127.0.0.1 or a cloud
+metadata address) is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ def _is_private(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
+def address_allowed(address: str) -> bool:
+    """Whether a call with a tenant's base URL may connect to `address` (an IP): a public one,
+    or any when the operator allows private base URLs. Asked by the provider client of the
+    addresses it connects to (adapters made with `check_addresses`), since a host's DNS answer
+    may change between the check of its URL and the connection (rebinding)."""
+    return settings.DAC_ALLOW_PRIVATE_BASE_URLS or not _is_private(address)
+
+
 def validate_base_url(url: str) -> str:
     url = (url or "").strip()
     if not url:
@@ -36,19 +48,32 @@ def validate_base_url(url: str) -> str:
         raise ValidationFailed("base_url must be an http:// or https:// URL with a host.", detail={"base_url": "invalid"})
     if parts.username or parts.password:
         raise ValidationFailed("base_url must not contain credentials; store the key as the key.", detail={"base_url": "credentials"})
-    if settings.DAC_ALLOW_PRIVATE_BASE_URLS:
-        return url.rstrip("/")
+    if not settings.DAC_ALLOW_PRIVATE_BASE_URLS:
+        _public_addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    return url.rstrip("/")
+
+
+def _public_addresses(host: str, port: int) -> list[str]:
+    """What `host` resolves to now, every address public; else ValidationFailed."""
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
-        raise ValidationFailed(f"base_url host {parts.hostname!r} does not resolve.", detail={"base_url": "unresolvable"}) from None
+        raise ValidationFailed(f"base_url host {host!r} does not resolve.", detail={"base_url": "unresolvable"}) from None
     if any(_is_private(info[4][0]) for info in infos):
         raise ValidationFailed(
             "base_url points at a private, loopback or link-local address; an operator can allow that "
             "with DAC_ALLOW_PRIVATE_BASE_URLS (needed for a local Ollama).",
             detail={"base_url": "private_address"},
         )
-    return url.rstrip("/")
+    return [info[4][0] for info in infos]
+
+
+def connect_address(host: str, port: int) -> str:
+    """Where a synchronous client (httpx) should connect for a tenant's `host`: the first of the
+    addresses it resolves to now, all of them checked (ValidationFailed otherwise), so the
+    connection reaches what was checked and no second lookup can be rebound. `host` itself when
+    the operator allows private base URLs."""
+    return host if settings.DAC_ALLOW_PRIVATE_BASE_URLS else _public_addresses(host, port)[0]
 
 
 # Checked URLs, for the calls that follow: DNS is asked again after this many seconds.

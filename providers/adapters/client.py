@@ -12,6 +12,9 @@ of CPU a call and aiohttp, used before, 0.15-0.25 ms (docs/performance.md). What
 - no cookies are kept: the client is shared by every org, and a cookie one org's call received
   (a provider's or a custom endpoint's session) must never ride along on another org's call;
 - redirects are not followed: a redirect means a wrong base URL, not something to chase;
+- for an org's own base URL (`check_addresses`), the addresses a host resolves to when connecting
+  must be public unless the operator allows private base URLs (providers/urlsafety.py): the
+  base URL's own check alone could be rebound;
 - HTTP(S)_PROXY / ALL_PROXY / NO_PROXY are read from the environment when the client is made;
 - bytes received before a connection broke are delivered before the error (`received_text`):
   the last words of a cut answer are text the user keeps.
@@ -34,6 +37,7 @@ from django.core.exceptions import ImproperlyConfigured
 from multidict import CIMultiDictProxy
 
 from dac.per_loop import PerLoop
+from providers.urlsafety import address_allowed
 
 from .http1 import Http1Client, Response, TransportError
 
@@ -65,24 +69,28 @@ class Reply:
 class ProviderClient:
     def __init__(self) -> None:
         self._proxies = getproxies_environment()
-        self.http = Http1Client(max_connections=_max_connections(), keepalive_seconds=KEEPALIVE_SECONDS, user_agent=USER_AGENT)
+        self.http = Http1Client(max_connections=_max_connections(), keepalive_seconds=KEEPALIVE_SECONDS, user_agent=USER_AGENT,
+                                address_allowed=address_allowed)
 
-    async def send(self, method: str, url: str, *, headers: dict[str, str], body: dict | None = None, timeout: float) -> Reply:
-        """One whole exchange, `timeout` its deadline."""
+    async def send(self, method: str, url: str, *, headers: dict[str, str], body: dict | None = None, timeout: float,
+                   check_addresses: bool = False) -> Reply:
+        """One whole exchange, `timeout` its deadline; `check_addresses`: a URL of an org's own
+        (the addresses connected to must be allowed)."""
         async with asyncio.timeout(timeout):
             response = await self.http.request(method, url, headers=headers, body=_encoded(body), connect_timeout=None,
-                                               read_timeout=None, proxy=self._proxy(url))
+                                               read_timeout=None, proxy=self._proxy(url), check_addresses=check_addresses)
             try:
                 return Reply(response.status, response.headers, await response.read())
             finally:
                 response.close()  # a no-op once the body was read to its end
 
     @contextlib.asynccontextmanager
-    async def stream(self, url: str, *, headers: dict[str, str], body: dict, timeout: float) -> typing.AsyncIterator[Response]:
+    async def stream(self, url: str, *, headers: dict[str, str], body: dict, timeout: float,
+                     check_addresses: bool = False) -> typing.AsyncIterator[Response]:
         """POST whose response is read as it arrives: `timeout` bounds connecting and each wait
         for data (the headers, every gap between chunks), not the whole answer."""
         response = await self.http.request("POST", url, headers=headers, body=_encoded(body), connect_timeout=timeout,
-                                           read_timeout=timeout, proxy=self._proxy(url))
+                                           read_timeout=timeout, proxy=self._proxy(url), check_addresses=check_addresses)
         try:
             yield response
         finally:

@@ -19,7 +19,7 @@ import base64
 import collections
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import aiohappyeyeballs
@@ -38,6 +38,10 @@ class TransportError(Exception):
 
 class InvalidURL(TransportError):
     pass
+
+
+class BlockedAddress(InvalidURL):
+    """The host resolved, when connecting, to an address the client may not call."""
 
 
 class _Connection(asyncio.Protocol):
@@ -274,26 +278,34 @@ class _Pool:
 class Http1Client:
     """The pool and the exchanges of one event loop (made inside it)."""
 
-    def __init__(self, *, max_connections: int, keepalive_seconds: float, user_agent: str) -> None:
+    def __init__(self, *, max_connections: int, keepalive_seconds: float, user_agent: str,
+                 address_allowed: Callable[[str], bool] | None = None) -> None:
+        """`address_allowed(ip)` is asked, for a request with `check_addresses`, of every address
+        the host resolves to when a connection to it is opened (not to a proxy): one it refuses
+        fails the request (BlockedAddress)."""
         self._pool = _Pool(max_connections, keepalive_seconds)
         self._user_agent = user_agent
         self._tls: ssl.SSLContext | None = None
+        self._address_allowed = address_allowed
 
     async def request(self, method: str, url: str, *, headers: dict[str, str], body: bytes | None,
-                      connect_timeout: float | None, read_timeout: float | None, proxy: str | None) -> Response:
+                      connect_timeout: float | None, read_timeout: float | None, proxy: str | None,
+                      check_addresses: bool = False) -> Response:
         """Send a request and wait for the response's headers, through `proxy` if given (a proxy
         URL). `connect_timeout` bounds the wait for a free connection and connecting;
-        `read_timeout` the wait for the headers."""
+        `read_timeout` the wait for the headers. `check_addresses`: see __init__ (its connections
+        are pooled apart from unchecked ones)."""
         target = _parse(url)
         via = _parse(proxy) if proxy else None
-        key = (target.scheme, target.hostname, target.port, proxy)
+        check = check_addresses and self._address_allowed is not None
+        key = (target.scheme, target.hostname, target.port, proxy, check)
         request = self._request_bytes(method, target, via, headers, body)
         acquired, connection = False, None
         try:
             async with asyncio.timeout(connect_timeout):
                 await self._pool.slots.acquire()
                 acquired = True
-                connection = self._pool.take_idle(key) or await self._connect(target, via)
+                connection = self._pool.take_idle(key) or await self._connect(target, via, check)
             connection.expecting = True
             connection.transport.write(request)
             async with asyncio.timeout(read_timeout):
@@ -335,10 +347,10 @@ class Http1Client:
             raise TransportError("a request header is not Latin-1 text") from None
         return head + body if body else head
 
-    async def _connect(self, target: SplitResult, via: SplitResult | None) -> _Connection:
+    async def _connect(self, target: SplitResult, via: SplitResult | None, check: bool) -> _Connection:
         tls = self._tls_context() if target.scheme == "https" else None
         if via is None:
-            return await self._open(target)
+            return await self._open(target, check=check)
         connection = await self._open(via)
         if tls is None:
             return connection  # http:// through the proxy: absolute request targets
@@ -361,14 +373,21 @@ class Http1Client:
             raise
         return connection
 
-    async def _open(self, address: SplitResult) -> _Connection:
+    async def _open(self, address: SplitResult, *, check: bool = False) -> _Connection:
         """A connection to `address` (TLS when it is https://), counted among the pool's. Its
         addresses are tried the Happy Eyeballs way (RFC 8305, aiohappyeyeballs, as aiohttp does):
         a host whose IPv6 route is black-holed is reached over IPv4 after 250 ms, not after the
-        whole connect timeout (uvloop's create_connection tries one address after another)."""
+        whole connect timeout (uvloop's create_connection tries one address after another).
+        `check`: the addresses resolved here are the ones connected to, so they are what
+        `address_allowed` must pass (a DNS answer that changed since an earlier check cannot slip
+        through)."""
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if address.scheme == "https" else None
         addresses = await loop.getaddrinfo(address.hostname, address.port, type=socket.SOCK_STREAM)
+        if check:
+            refused = sorted({info[4][0] for info in addresses if not self._address_allowed(info[4][0])})
+            if refused:
+                raise BlockedAddress(f"{address.hostname} resolves to {', '.join(refused)}, which may not be called")
         sock = await aiohappyeyeballs.start_connection(addresses, happy_eyeballs_delay=0.25, interleave=1)
         try:
             _, connection = await loop.create_connection(

@@ -257,7 +257,14 @@ class Accumulator:
 
 
 class HTTPAdapter(BaseAdapter):
-    """Runs the HTTP exchange; subclasses describe their wire format through the hooks below."""
+    """Runs the HTTP exchange; subclasses describe their wire format through the hooks below.
+
+    `check_addresses`: the base URL is an org's own, so every address the client connects to
+    must pass `providers.urlsafety.address_allowed` (the URL's check alone could be rebound)."""
+
+    def __init__(self, *, api_key: str | None = None, base_url: str | None = None, check_addresses: bool = False) -> None:
+        super().__init__(api_key=api_key, base_url=base_url)
+        self._check_addresses = check_addresses
 
     # ---- hooks ------------------------------------------------------------------------------
 
@@ -314,7 +321,8 @@ class HTTPAdapter(BaseAdapter):
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                response = await shared_client().send("POST", url, headers=self._headers(), body=body, timeout=timeout)
+                response = await shared_client().send("POST", url, headers=self._headers(), body=body, timeout=timeout,
+                                                      check_addresses=self._check_addresses)
         except TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc) from None
         if not response.is_success:
@@ -335,7 +343,8 @@ class HTTPAdapter(BaseAdapter):
         started = time.perf_counter()
         acc = Accumulator(model, tuple(stop))
         try:
-            async with shared_client().stream(url, headers=self._headers(), body=body, timeout=timeout) as response:
+            async with shared_client().stream(url, headers=self._headers(), body=body, timeout=timeout,
+                                              check_addresses=self._check_addresses) as response:
                 if not 200 <= response.status < 300:
                     raise self._http_error(await _whole(response))
                 content_type = response.headers.get("content-type", "")
@@ -401,7 +410,8 @@ class HTTPAdapter(BaseAdapter):
     async def list_models(self, timeout: float = 10.0) -> list[str]:
         try:
             async with asyncio.timeout(timeout):
-                response = await shared_client().send("GET", self._models_url(), headers=self._headers(), timeout=timeout)
+                response = await shared_client().send("GET", self._models_url(), headers=self._headers(), timeout=timeout,
+                                                      check_addresses=self._check_addresses)
         except TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc) from None
         if not response.is_success:

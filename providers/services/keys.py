@@ -148,7 +148,7 @@ async def provider_key_test(*, key: ProviderKey, actor: Actor, timeout: float = 
     try:
         plaintext = await sync_to_async(provider_key_plaintext)(key)
         base_url = await sync_to_async(validate_base_url)(key.base_url) if key.base_url else None
-        adapter = get_adapter(key.provider, api_key=plaintext, base_url=base_url or None)
+        adapter = get_adapter(key.provider, api_key=plaintext, base_url=base_url or None, check_addresses=bool(base_url))
         await adapter.check_key(timeout=timeout)
         result = KeyTestResult(True, "ok", "The provider accepted this key.")
     except ProviderError as exc:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from providers.adapters.http1 import Http1Client, InvalidURL, TransportError
+from providers.adapters.http1 import BlockedAddress, Http1Client, InvalidURL, TransportError
 
 pytestmark = pytest.mark.asyncio
 
@@ -325,3 +325,28 @@ async def test_an_address_that_never_answers_is_raced_by_the_next_one(monkeypatc
         server.close()
         for sock in (hole, *fillers):
             sock.close()
+
+
+async def test_a_checked_request_refuses_a_host_whose_addresses_are_not_allowed_and_pools_apart():
+    """`check_addresses` asks `address_allowed` of what the host resolves to when connecting:
+    a refused address fails the request before anything is sent; unchecked requests (and their
+    pooled connections) are not affected."""
+    arrived = []
+
+    async def handle(reader, writer):
+        arrived.append(await _read_request(reader))
+        writer.write(OK)
+        await writer.drain()
+
+    server, url = await _serve(handle)
+    asked = []
+    client = Http1Client(max_connections=10, keepalive_seconds=30.0, user_agent="test",
+                         address_allowed=lambda address: asked.append(address) or False)
+    try:
+        assert (await (await _get(client, url)).read()) == b"ok"  # unchecked: connects, nothing asked
+        with pytest.raises(BlockedAddress, match="resolves to 127.0.0.1, which may not be called"):
+            await _get(client, url, check_addresses=True)  # the idle unchecked connection is not reused
+        assert asked == ["127.0.0.1"] and len(arrived) == 1
+    finally:
+        client.close()
+        server.close()

@@ -109,6 +109,57 @@ def test_a_key_saved_while_allowed_is_refused_at_call_time_once_the_switch_is_of
         fake.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_host_that_answers_the_check_with_a_public_address_and_the_connection_with_loopback_is_not_reached(
+        org_a, alice, settings, monkeypatch):
+    """DNS rebinding: the base URL's check resolved the host to a public address, the connection
+    resolved it again (to 127.0.0.1) and was made, since only the check looked at addresses."""
+    import socket
+    from types import SimpleNamespace
+
+    from providers import urlsafety
+
+    fake = FakeProvider("openai_compatible").start()
+    try:
+        url = f"http://localhost:{fake.port}/v1"  # /etc/hosts: 127.0.0.1
+        settings.DAC_ALLOW_PRIVATE_BASE_URLS = True
+        with tenant_context(org_a):
+            provider_key_add(org_id=org_a.id, provider="openai_compatible", api_key="sk-ssrf-0123456789abcdef", base_url=url,
+                             actor=Actor.system())
+            thread = Thread.objects.create(org=org_a, title="t")
+        settings.DAC_ALLOW_PRIVATE_BASE_URLS = False
+        public = [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("93.184.216.34", fake.port))]
+        monkeypatch.setattr(urlsafety, "socket", SimpleNamespace(  # the attacker's DNS, as the check asks it
+            getaddrinfo=lambda *args, **kwargs: public, IPPROTO_TCP=socket.IPPROTO_TCP, gaierror=socket.gaierror))
+        client = Client()
+        client.force_login(alice)
+        response = client.post(f"/api/v1/threads/{thread.pk}/messages/", {"content": "hello"}, content_type="application/json")
+        assert response.status_code == 502 and response.json()["error"]["code"] == "bad_request", response.content
+        message = response.json()["error"]["message"]
+        assert "resolves to" in message and "127.0.0.1" in message and "which may not be called" in message
+        with tenant_context(org_a):
+            key = ProviderKey.objects.get()
+        test = client.post(f"/api/v1/provider-keys/{key.pk}/test/")
+        assert test.status_code == 200 and test.json()["ok"] is False  # the key test connects to the address checked, too
+        assert fake.requests == []
+    finally:
+        fake.close()
+
+
+def test_an_adapter_not_made_for_an_orgs_base_url_connects_to_local_servers(settings):
+    """The address check is for an org's own base URL (`check_addresses`): adapters driven
+    directly (provider checks, commands) reach a local server with the switch off."""
+    import asyncio
+
+    from providers.adapters import get_adapter
+
+    settings.DAC_ALLOW_PRIVATE_BASE_URLS = False
+    with FakeProvider("openai") as local:
+        adapter = get_adapter("openai", api_key="sk-ssrf-0123456789", base_url=local.base_url)
+        result = asyncio.run(adapter.complete(messages=[{"role": "user", "content": "hi"}], model="m", timeout=5))
+    assert result.text and len(local.requests) == 1
+
+
 def test_a_redirect_to_an_internal_address_is_not_followed():
     """A base_url that passed the check answers 307 to an internal server: not followed."""
     import asyncio

@@ -202,3 +202,33 @@ def test_turning_embeddings_on_re_embeds_what_is_already_remembered(org_a, fake)
     assert recall(org_a, current, "advice about a puppy")[0].message_id == dog.pk
     memory_settings_update(org_id=org_a.pk, actor=Actor.system(), embedding_model="text-embedding-3-large")
     assert {p.payload.get("embedder") for p in points()} == {f"openai:text-embedding-3-large:{DIM}"}
+
+
+def test_the_embeddings_host_is_reached_at_the_address_checked_for_it(org_a, fake, settings, monkeypatch):
+    """The key's base URL was checked when the embedder was made, then httpx resolved the host
+    again to connect: a host rebound to 127.0.0.1 in between was reached (DNS rebinding)."""
+    import socket
+    from types import SimpleNamespace
+
+    from providers import urlsafety
+    from threads.memory.embeddings import EmbeddingError, embedder_for, reset
+
+    port = fake.server.server_address[1]
+    dns = {"answer": "93.184.216.34"}  # the attacker's name server, as DAC asks it
+    monkeypatch.setattr(urlsafety, "socket", SimpleNamespace(
+        getaddrinfo=lambda host, at, **kwargs: [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (dns["answer"], at))],
+        IPPROTO_TCP=socket.IPPROTO_TCP, gaierror=socket.gaierror))
+    add_key(org_a, "openai", f"http://embeddings.test:{port}/v1", "sk-test-dense-0123456789")
+    settings.DAC_ALLOW_PRIVATE_BASE_URLS = False
+    with tenant_context(org_a):
+        embedder = embedder_for(org_id=org_a.pk, memory_settings=SimpleNamespace(embeddings="openai", embedding_model=""))
+    assert embedder is not None  # the check saw a public address
+    dns["answer"] = "127.0.0.1"
+    with pytest.raises(EmbeddingError, match="private, loopback or link-local"):
+        embedder.embed(["my dog"])
+    assert fake.requests == []
+    reset()
+    # An address the check passes is the one connected to, under the host's own name.
+    monkeypatch.setattr(urlsafety, "_is_private", lambda address: False)
+    assert embedder.embed(["my dog"]) == [embed("my dog")]
+    assert fake.requests[0]["headers"]["Host"] == f"embeddings.test:{port}"

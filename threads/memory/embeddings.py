@@ -64,7 +64,7 @@ class Embedder:
         timeout = float(conf("DAC_MEMORY_EMBED_TIMEOUT", 5.0))
         clipped = [(t or " ")[:MAX_CHARS] for t in texts]
         try:
-            with httpx.Client(timeout=timeout) as client:
+            with httpx.Client(timeout=timeout, event_hooks={"request": [_to_checked_address]}) as client:
                 vectors: list[list[float]] = []
                 for start in range(0, len(clipped), BATCH):
                     vectors.extend(self._request(client, clipped[start : start + BATCH], query))
@@ -116,6 +116,23 @@ class Embedder:
         if len(embeddings) != len(texts):
             raise EmbeddingError(f"gemini returned {len(embeddings)} embeddings for {len(texts)} texts")
         return [[float(x) for x in item["values"]] for item in embeddings]
+
+
+def _to_checked_address(request: httpx.Request) -> None:
+    """Send the request to the address its host resolves to now, checked (a key's base URL is the
+    org's: checked when the embedder was made, its host could since resolve elsewhere). The Host
+    header and the TLS server name stay the host's."""
+    from dac.errors import ValidationFailed
+    from providers.urlsafety import connect_address
+
+    host = request.url.host
+    try:
+        address = connect_address(host, request.url.port or (443 if request.url.scheme == "https" else 80))
+    except ValidationFailed as exc:
+        raise EmbeddingError(f"the embeddings host: {exc.message}") from None
+    if address != host:
+        request.extensions["sni_hostname"] = host
+        request.url = request.url.copy_with(host=address)
 
 
 def _raise_for(response: httpx.Response, provider: str) -> None:

@@ -132,7 +132,9 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
         record.note_call(handle, candidate, None, error, 0.0, None)
         return error, False
     messages = await _with_signatures(handle, candidate)
-    adapter_options = {"chunk_delay": settings.DAC_DEMO_STREAM_DELAY_MS / 1000} if candidate.provider == "demo" else {}
+    # An org's own base URL: the addresses connected to are checked too (DNS may have changed).
+    adapter_options = ({"chunk_delay": settings.DAC_DEMO_STREAM_DELAY_MS / 1000} if candidate.provider == "demo"
+                       else {"check_addresses": True} if base_url else {})
     adapter = get_adapter(candidate.provider, api_key=api_key, base_url=base_url, **adapter_options)
     attempts = 1 + settings.DAC_PROVIDER_RETRIES
     produced = False
