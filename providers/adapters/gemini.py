@@ -74,10 +74,7 @@ class GeminiAdapter(HTTPAdapter):
             parts: list[dict[str, Any]] = [{"text": text}] if text else []  # Gemini rejects empty parts
             for number, call in enumerate(message.get("tool_calls") or ()):
                 called[call["id"]] = call["function"]["name"]
-                # The call's id goes back with it and with its answer: Gemini pairs them by it
-                # (two calls of one function in a turn) when it gave them ids of its own.
-                part = {"functionCall": {"id": call["id"], "name": call["function"]["name"],
-                                         "args": _json_object(call["function"]["arguments"])}}
+                part = {"functionCall": {"name": call["function"]["name"], "args": _json_object(call["function"]["arguments"])}}
                 # Gemini 3 wants each call's signature back (parallel calls: the first carries it).
                 signature = call.get("thought_signature") or (SIGNATURE_PLACEHOLDER if number == 0 and "gemini-3" in model else None)
                 if signature:
@@ -85,8 +82,7 @@ class GeminiAdapter(HTTPAdapter):
                 parts.append(part)
             if role == "tool":
                 name = called.get(message.get("tool_call_id"), "")
-                parts = [{"functionResponse": {"id": message.get("tool_call_id"), "name": name,
-                                               "response": _json_object(text, key="content")}}]
+                parts = [{"functionResponse": {"name": name, "response": _json_object(text, key="content")}}]
             if not parts:
                 continue
             gemini_role = "model" if role == "assistant" else "user"
@@ -149,8 +145,8 @@ class GeminiAdapter(HTTPAdapter):
             if not isinstance(part, dict):
                 continue
             call = part.get("functionCall")
-            if isinstance(call, dict):  # a whole call; without an id of Gemini's, the accumulator gives it one
-                acc.add_tool_call(None, call.get("id"), call.get("name"), json.dumps(call.get("args") or {}, ensure_ascii=False),
+            if isinstance(call, dict):  # a whole call, with no id (the accumulator gives it one)
+                acc.add_tool_call(None, None, call.get("name"), json.dumps(call.get("args") or {}, ensure_ascii=False),
                                   part.get("thoughtSignature"))
             if not part.get("thought"):  # reasoning summaries are not the answer
                 text += part.get("text") or ""

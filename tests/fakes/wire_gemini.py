@@ -68,11 +68,6 @@ class GeminiWire:
                 return f"Function call `{calls[0]['functionCall'].get('name')}` in the {number}. content block is missing a `thought_signature`."
             if signature is not None and signature not in self.signatures and signature != "skip_thought_signature_validator":
                 return "Corrupted thought signature."
-            answered = [part["functionResponse"].get("id") for part in content.get("parts") or [] if "functionResponse" in part]
-            asked = {part["functionCall"].get("id") for turn in body["contents"][:number] for part in turn.get("parts") or []
-                     if "functionCall" in part}
-            if any(call_id is not None and call_id not in asked for call_id in answered):
-                return f"A function response in the {number}. content block answers no function call by its id."
         return None
 
     # ---- success ----------------------------------------------------------------------------
@@ -94,9 +89,6 @@ class GeminiWire:
         parts: list[dict[str, Any]] = [{"text": text}] if text else []
         if finish and b.calls():
             parts = [{"functionCall": {"name": name, "args": json.loads(arguments)}} for name, arguments in b.calls()]
-            if route.model.startswith("gemini-3"):  # newer models give each call an id of their own
-                for part in parts:
-                    part["functionCall"]["id"] = f"fc{next(_ids):08d}"
             signature = f"c2ln{next(_ids):06d}"  # opaque; on the first call of the turn, as Gemini 3 sends it
             self.signatures.add(signature)
             parts[0]["thoughtSignature"] = signature

@@ -94,9 +94,8 @@ async def test_gemini_is_sent_a_call_and_its_result_as_function_call_and_named_f
     assert result.text == "Clear, 21 °C."
     assert fake.last_request.json["contents"] == [
         {"role": "user", "parts": [{"text": "weather in Lisbon?"}]},
-        {"role": "model", "parts": [{"functionCall": {"id": "call_abc", "name": "get_weather", "args": {"city": "Lisbon"}}}]},
-        {"role": "user", "parts": [{"functionResponse": {"id": "call_abc", "name": "get_weather",
-                                                         "response": {"sky": "clear", "celsius": 21}}}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Lisbon"}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"sky": "clear", "celsius": 21}}}]},
     ]
     assert fake.last_request.json["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
 
