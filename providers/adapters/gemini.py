@@ -31,6 +31,7 @@ _THINKING_LEVEL = {"none": "minimal", "minimal": "minimal", "low": "low", "mediu
 _THINKING_LEVEL_PRO = {"none": "low", "minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high"}
 _THINKING_BUDGET = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 24576}
 _THINKING_BUDGET_PRO = {**_THINKING_BUDGET, "none": 128, "xhigh": 32768}
+_NOT_THINKING = ("-image", "-tts", "embedding", "-live", "-audio")
 # Finish reasons of a function call that went wrong (nothing usable came with them).
 _FAILED_CALL_REASONS = {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
 # What Gemini 3 accepts in place of a call's thought signature that DAC does not have (a call
@@ -224,12 +225,15 @@ def _calling_config(choice: str | dict[str, Any]) -> dict[str, Any]:
 
 
 def _thinking_config(model: str, effort: str) -> dict[str, Any] | None:
-    """Gemini's thinkingConfig for a reasoning effort, or None for a model that does not think.
-    A name without a version (gemini-flash-latest) gets a budget, which every thinking model takes."""
+    """Gemini's thinkingConfig for a reasoning effort, or None for a model that does not think
+    (nor image, speech, embedding or live models). A "-latest" alias (gemini-flash-latest) gets a
+    budget, which every thinking model takes; other names without a version get nothing."""
+    if any(kind in model for kind in _NOT_THINKING):
+        return None
     pro = "-pro" in model
     version = _GEMINI_VERSION.match(model)
     if version is None:
-        return {"thinkingBudget": (_THINKING_BUDGET_PRO if pro else _THINKING_BUDGET)[effort]} if "gemini" in model else None
+        return {"thinkingBudget": (_THINKING_BUDGET_PRO if pro else _THINKING_BUDGET)[effort]} if model.endswith("-latest") else None
     major, minor = int(version[1]), int(version[2] or 0)
     if major >= 3:
         return {"thinkingLevel": (_THINKING_LEVEL_PRO if pro else _THINKING_LEVEL)[effort]}

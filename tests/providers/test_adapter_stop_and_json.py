@@ -204,6 +204,10 @@ async def test_sampling_fields_reach_each_provider_under_its_names(provider, sen
     ("openai", "o4-mini", "low", {"reasoning_effort": "low"}),
     ("openai", "gpt-5.1", "none", {"reasoning_effort": "none"}),
     ("openai", "gpt-4o-mini", "high", {}),  # no reasoning: it would answer the field with a 400
+    ("openai", "gpt-5-chat-latest", "low", {}),  # nor GPT-5's chat models
+    ("openai", "o3", "none", {"reasoning_effort": "low"}),  # the nearest level each family has
+    ("openai", "gpt-5-mini", "none", {"reasoning_effort": "minimal"}),
+    ("openai", "gpt-5.1", "minimal", {"reasoning_effort": "low"}),
     ("openai_compatible", "qwen3", "medium", {"reasoning_effort": "medium"}),
     ("openrouter", "deepseek/deepseek-r1", "xhigh", {"reasoning": {"effort": "xhigh"}}),
     ("perplexity", "sonar-deep-research", "minimal", {"reasoning_effort": "low"}),
@@ -214,6 +218,8 @@ async def test_sampling_fields_reach_each_provider_under_its_names(provider, sen
     ("gemini", "gemini-2.5-pro", "none", {"thinkingConfig": {"thinkingBudget": 128}}),  # 2.5 Pro always thinks
     ("gemini", "gemini-flash-latest", "low", {"thinkingConfig": {"thinkingBudget": 1024}}),
     ("gemini", "gemini-2.0-flash", "high", {}),  # does not think: refuses thinkingConfig
+    ("gemini", "gemini-2.5-flash-image", "high", {}),
+    ("gemini", "gemini-exp-1206", "high", {}),
 ])
 async def test_reasoning_effort_reaches_each_provider_in_its_terms(provider, model, effort, sent):
     from providers.adapters import Sampling

@@ -40,6 +40,8 @@ INTERNAL = [
     "http://192.168.1.1/v1",
     "http://100.64.0.1/v1",  # carrier-grade NAT: not global
     "http://[fd00::1]/v1",  # IPv6 unique local
+    "http://[64:ff9b::a00:1]/v1",  # 10.0.0.1 through a NAT64 gateway
+    "http://[2002:a00:1::1]/v1",  # 6to4 around 10.0.0.1
     "http://224.0.0.1/v1",  # multicast
     "http://[2001:db8::1]/v1",  # documentation range
     "https://192.0.2.10/v1",  # documentation range
