@@ -4,7 +4,7 @@ A base_url must be http(s) and every address its host resolves to must be public
 operator set DAC_ALLOW_PRIVATE_BASE_URLS (a local Ollama or vLLM needs it). Checked when a key
 is saved and again before each call (remembered for a minute); the addresses the provider client
 then connects to are checked too (`address_allowed`, for adapters made with `check_addresses`),
-and the embeddings client connects to the address it checked (`connect_address`), so a DNS
+and the embeddings client connects to the addresses it checked (`connect_addresses`), so a DNS
 answer that changes between the check and the connection (rebinding to 127.0.0.1 or a cloud
 metadata address) is refused.
 """
@@ -77,12 +77,12 @@ def _public_addresses(host: str, port: int) -> list[str]:
     return [info[4][0] for info in infos]
 
 
-def connect_address(host: str, port: int) -> str:
-    """Where a synchronous client (httpx) should connect for a tenant's `host`: the first of the
-    addresses it resolves to now, all of them checked (ValidationFailed otherwise), so the
-    connection reaches what was checked and no second lookup can be rebound. `host` itself when
-    the operator allows private base URLs."""
-    return host if settings.DAC_ALLOW_PRIVATE_BASE_URLS else _public_addresses(host, port)[0]
+def connect_addresses(host: str, port: int) -> list[str]:
+    """Where a synchronous client (the embeddings' httpx) may connect for a tenant's `host`: what
+    it resolves to now, every address checked (ValidationFailed otherwise), so the connection
+    reaches what was checked and no second lookup can be rebound. `[host]` when the operator
+    allows private base URLs."""
+    return [host] if settings.DAC_ALLOW_PRIVATE_BASE_URLS else list(dict.fromkeys(_public_addresses(host, port)))
 
 
 # Checked URLs, for the calls that follow: DNS is asked again after this many seconds.

@@ -224,7 +224,7 @@ def test_the_embeddings_host_is_reached_at_the_address_checked_for_it(org_a, fak
         embedder = embedder_for(org_id=org_a.pk, memory_settings=SimpleNamespace(embeddings="openai", embedding_model=""))
     assert embedder is not None  # the check saw a public address
     dns["answer"] = "127.0.0.1"
-    with pytest.raises(EmbeddingError, match="private, loopback or link-local"):
+    with pytest.raises(EmbeddingError, match="ConnectError"):
         embedder.embed(["my dog"])
     assert fake.requests == []
     reset()
@@ -232,3 +232,17 @@ def test_the_embeddings_host_is_reached_at_the_address_checked_for_it(org_a, fak
     monkeypatch.setattr(urlsafety, "_is_private", lambda address: False)
     assert embedder.embed(["my dog"]) == [embed("my dog")]
     assert fake.requests[0]["headers"]["Host"] == f"embeddings.test:{port}"
+
+
+def test_embeddings_through_a_proxy_leave_the_host_to_it(monkeypatch):
+    """Behind HTTP(S)_PROXY the proxy resolves the host (its egress rules apply): DAC keeps httpx's
+    own client there, whose proxy and NO_PROXY handling a checked transport would switch off."""
+    from threads.memory.embeddings import _proxied
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not _proxied("https://embeddings.example.com/v1")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert _proxied("https://embeddings.example.com/v1") and not _proxied("http://embeddings.example.com/v1")
+    monkeypatch.setenv("NO_PROXY", "embeddings.example.com")
+    assert not _proxied("https://embeddings.example.com/v1")

@@ -17,10 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment
 
+import httpcore
 import httpx
 
+from dac.errors import ValidationFailed
+from providers.urlsafety import connect_addresses
 from threads.memory.store import conf, dense_size
 
 logger = logging.getLogger("threads.memory")
@@ -46,6 +50,7 @@ class Embedder:
     model: str
     base_url: str
     api_key: str = ""
+    check_addresses: bool = False  # base_url is the org's own: connect only where it is allowed
 
     @property
     def id(self) -> str:
@@ -64,7 +69,7 @@ class Embedder:
         timeout = float(conf("DAC_MEMORY_EMBED_TIMEOUT", 5.0))
         clipped = [(t or " ")[:MAX_CHARS] for t in texts]
         try:
-            with httpx.Client(timeout=timeout, event_hooks={"request": [_to_checked_address]}) as client:
+            with self._client(timeout) as client:
                 vectors: list[list[float]] = []
                 for start in range(0, len(clipped), BATCH):
                     vectors.extend(self._request(client, clipped[start : start + BATCH], query))
@@ -82,6 +87,13 @@ class Embedder:
             if len(vector) != size:
                 raise EmbeddingError(f"{self.provider} returned {len(vector)} dimensions, DAC_MEMORY_DENSE_DIM is {size}")
         return vectors
+
+    def _client(self, timeout: float) -> httpx.Client:
+        """An org's own base URL reached directly is connected to only at addresses that pass the
+        check (_CheckedTransport); through a proxy, the proxy resolves it (docs/security.md)."""
+        if self.check_addresses and not _proxied(self.base_url):
+            return httpx.Client(timeout=timeout, transport=_CheckedTransport())
+        return httpx.Client(timeout=timeout)
 
     def _request(self, client: httpx.Client, texts: list[str], query: bool) -> list[list[float]]:
         if self.provider == "gemini":
@@ -118,21 +130,39 @@ class Embedder:
         return [[float(x) for x in item["values"]] for item in embeddings]
 
 
-def _to_checked_address(request: httpx.Request) -> None:
-    """Send the request to the address its host resolves to now, checked (a key's base URL is the
-    org's: checked when the embedder was made, its host could since resolve elsewhere). The Host
-    header and the TLS server name stay the host's."""
-    from dac.errors import ValidationFailed
-    from providers.urlsafety import connect_address
+class _CheckedBackend(httpcore.SyncBackend):
+    """Connects to what the host resolves to now, every address checked (providers/urlsafety.py),
+    each in turn until one answers: the connection reaches what was checked (a DNS answer cannot
+    change in between), while the host's name stays the Host header and the TLS server name
+    (httpcore takes those from the URL, not from here)."""
 
-    host = request.url.host
-    try:
-        address = connect_address(host, request.url.port or (443 if request.url.scheme == "https" else 80))
-    except ValidationFailed as exc:
-        raise EmbeddingError(f"the embeddings host: {exc.message}") from None
-    if address != host:
-        request.extensions["sni_hostname"] = host
-        request.url = request.url.copy_with(host=address)
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            addresses = connect_addresses(host, port)
+        except ValidationFailed as exc:
+            raise httpcore.ConnectError(exc.message) from None
+        for address in addresses[:-1]:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                continue
+        return super().connect_tcp(addresses[-1], port, timeout, local_address, socket_options)
+
+
+class _CheckedTransport(httpx.HTTPTransport):
+    """httpx's own transport over a pool that connects through _CheckedBackend: httpx takes no
+    network backend, so the pool its requests go through (`_pool`) is made again with one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=_CheckedBackend())
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment's proxies (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) send `url` through one."""
+    parts = urlsplit(url)
+    proxies = getproxies_environment()
+    return bool(proxies.get(parts.scheme) or proxies.get("all")) and not proxy_bypass_environment(parts.hostname or "", proxies)
 
 
 def _raise_for(response: httpx.Response, provider: str) -> None:
@@ -169,7 +199,8 @@ def embedder_for(*, org_id: int, memory_settings) -> Embedder | None:
         return None
     if not base_url:
         return None
-    return Embedder(org_id=org_id, provider=provider, model=model, base_url=base_url.rstrip("/"), api_key=api_key)
+    return Embedder(org_id=org_id, provider=provider, model=model, base_url=base_url.rstrip("/"), api_key=api_key,
+                    check_addresses=bool(key.base_url))
 
 
 def reset() -> None:
