@@ -11,7 +11,8 @@ the heap is frozen for the garbage collector (dac/gc_tuning.py).
 `POST /v1/chat/completions` itself, the call integrations make all day, goes around Django's
 handler machinery to the same view with the same middleware hooks (dac/gateway_fast_path.py).
 
-The ASGI lifespan is DAC's own (Django has none): on shutdown, once the server has stopped
+The ASGI lifespan is DAC's own (Django has none): on start-up it listens for what other workers
+tell this one to forget (dac/invalidation.py); on shutdown, once the server has stopped
 taking requests and the open ones are done, the answers still being produced for clients that
 went away get DAC_SHUTDOWN_GRACE_SECONDS to finish and be recorded (saved, audited, counted)
 before the server cancels what is left.
@@ -34,6 +35,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E4
 from django.test.utils import override_settings  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
+from dac import invalidation  # noqa: E402
 from dac.gateway_fast_path import GatewayFastPath  # noqa: E402
 from dac.gc_tuning import prepare_for_serving  # noqa: E402
 from threads.services.handle import answers_running_finish, serving_loop_register  # noqa: E402
@@ -120,12 +122,16 @@ prepare_for_serving()
 
 
 async def lifespan(receive, send) -> None:
+    listening = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             serving_loop_register()
+            listening = asyncio.create_task(invalidation.listen())  # the other workers' changes
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if listening is not None:
+                listening.cancel()
             try:
                 await answers_running_finish(timeout=settings.DAC_SHUTDOWN_GRACE_SECONDS)
             except Exception as exc:  # noqa: BLE001 - the server logs it and exits all the same

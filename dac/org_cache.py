@@ -2,10 +2,10 @@
 (active keys, routing settings, the context window), so a call does not query them each time.
 
 Saving or deleting a row of one of the watched models forgets that org's entry in this process
-at once, and again when the transaction commits; other worker processes see the change within
-DAC_SETTINGS_CACHE_SECONDS (like the API-token cache, docs/security.md), or the setting named by
-`ttl_setting` (the quota limits: DAC_QUOTA_LIMITS_CACHE_SECONDS). Cached values are shared
-between requests: treat them as read-only.
+at once, and again when the transaction commits, when every other worker is told to forget it
+too (dac/invalidation.py); without Redis they see the change within DAC_SETTINGS_CACHE_SECONDS,
+or the setting named by `ttl_setting` (the quota limits: DAC_QUOTA_LIMITS_CACHE_SECONDS). Cached
+values are shared between requests: treat them as read-only.
 """
 
 from __future__ import annotations
@@ -18,13 +18,31 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
+from dac import invalidation
+
 T = TypeVar("T")
+
+
+_caches: list[PerOrgCache] = []
+
+
+def _forget_org(argument: str) -> None:
+    """An org's entries in every cache of this process ("": every entry)."""
+    for cache in _caches:
+        if argument:
+            cache.forget(int(argument))
+        else:
+            cache.clear()
+
+
+invalidation.on_announcement("org", _forget_org)
 
 
 class PerOrgCache(Generic[T]):
     def __init__(self, name: str, *models, ttl_setting: str = "DAC_SETTINGS_CACHE_SECONDS") -> None:
         self._entries: dict[int, tuple[float, T]] = {}
         self._ttl_setting = ttl_setting
+        _caches.append(self)
         for model in models:
             for signal in (post_save, post_delete):
                 signal.connect(self._changed, sender=model, weak=False, dispatch_uid=f"dac.org_cache.{name}.{model.__name__}.{id(signal)}")
@@ -59,3 +77,4 @@ class PerOrgCache(Generic[T]):
         org_id = instance.org_id if hasattr(instance, "org_id") else instance.pk
         self.forget(org_id)
         transaction.on_commit(lambda: self.forget(org_id))
+        invalidation.announce("org", str(org_id))

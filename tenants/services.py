@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from audit.services import Actor, audit_record
+from dac import invalidation
 from dac.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from tenants.context import Tenant, reset_tenant, set_tenant, tenant_context
 from tenants.models import ApiToken, Membership, Organization, Role, User, UserAgentPermission
@@ -177,6 +178,7 @@ def api_token_create(*, org_id: int, name: str, created_by: User | None, actor: 
 
 def api_token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
     _verified.clear()  # this worker stops accepting it at once
+    invalidation.announce("tokens")  # and the others once it is committed
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
@@ -189,9 +191,10 @@ class TokenInvalid(Exception):
 
 
 # A verified token is remembered for a few seconds per process, so a busy integration costs
-# no database round trip per call. Revoking clears it here at once; other workers notice
-# within TOKEN_CACHE_SECONDS (see docs/security.md).
+# no database round trip per call. Revoking clears it here at once and in the other workers when
+# they hear of it (dac/invalidation.py); without Redis, within TOKEN_CACHE_SECONDS.
 _verified: dict[str, tuple[float, ApiToken]] = {}
+invalidation.on_announcement("tokens", lambda _: _verified.clear())
 
 
 def api_token_cached(plaintext: str) -> ApiToken | None:
