@@ -47,8 +47,8 @@ def redact(text: str, secret: str | None = None) -> str:
 @dataclass(frozen=True, slots=True)
 class Sampling:
     """How a client tunes the choice of tokens, beyond temperature (OpenAI's fields and ranges;
-    logit_bias's token ids are the model's own), and how long a reasoning model thinks first (`reasoning_effort`, one of REASONING_EFFORTS);
-    None: the provider's default."""
+    logit_bias's token ids are the model's own), and how long a reasoning model thinks first
+    (`reasoning_effort`, one of REASONING_EFFORTS); None: the provider's default."""
 
     top_p: float | None = None
     seed: int | None = None
@@ -66,6 +66,13 @@ class Sampling:
 # OpenAI's reasoning_effort values, least thinking first ("none": gpt-5.1 and later; "xhigh": the
 # newest). Providers with fewer levels get the nearest they have.
 REASONING_EFFORTS: tuple[str, ...] = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+def nearest_effort(effort: str, levels: Sequence[str]) -> str:
+    """Of the `levels` a model takes (some of REASONING_EFFORTS), the one nearest `effort`; of two
+    as near, the one that thinks more."""
+    wanted = REASONING_EFFORTS.index(effort)
+    return min(levels, key=lambda level: (abs(REASONING_EFFORTS.index(level) - wanted), -REASONING_EFFORTS.index(level)))
 
 
 @dataclass(frozen=True, slots=True)

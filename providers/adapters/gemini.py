@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from .base import Message, ProviderError, ResponseFormat, Sampling, Tools, message_text
+from .base import Message, ProviderError, ResponseFormat, Sampling, Tools, message_text, nearest_effort
 from .http_adapter import Accumulator, HTTPAdapter, int_or_none
 
 FINISH_REASONS_MAP: dict[str, str] = {
@@ -27,8 +27,8 @@ _GENERATION_CONFIG = {"top_p": "topP", "seed": "seed", "presence_penalty": "pres
 # 2.5 a budget of tokens (Google's own OpenAI-compatible layer: 1K, 8K, 24K; 0 turns it off,
 # which 2.5 Pro cannot: 128 is its least). Earlier models do not think and refuse the field.
 _GEMINI_VERSION = re.compile(r"(?:models/)?gemini-(\d+)(?:\.(\d+))?")
-_THINKING_LEVEL = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
-_THINKING_LEVEL_PRO = {"none": "low", "minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high"}
+_THINKING_LEVELS = ("minimal", "low", "medium", "high")
+_THINKING_LEVELS_PRO = ("low", "high")
 _THINKING_BUDGET = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 24576}
 _THINKING_BUDGET_PRO = {**_THINKING_BUDGET, "none": 128, "xhigh": 32768}
 _NOT_THINKING = ("-image", "-tts", "embedding", "-live", "-audio")
@@ -231,12 +231,11 @@ def _thinking_config(model: str, effort: str) -> dict[str, Any] | None:
     if any(kind in model for kind in _NOT_THINKING):
         return None
     pro = "-pro" in model
+    budget = {"thinkingBudget": (_THINKING_BUDGET_PRO if pro else _THINKING_BUDGET)[effort]}
     version = _GEMINI_VERSION.match(model)
     if version is None:
-        return {"thinkingBudget": (_THINKING_BUDGET_PRO if pro else _THINKING_BUDGET)[effort]} if model.endswith("-latest") else None
+        return budget if model.endswith("-latest") else None
     major, minor = int(version[1]), int(version[2] or 0)
     if major >= 3:
-        return {"thinkingLevel": (_THINKING_LEVEL_PRO if pro else _THINKING_LEVEL)[effort]}
-    if (major, minor) >= (2, 5):
-        return {"thinkingBudget": (_THINKING_BUDGET_PRO if pro else _THINKING_BUDGET)[effort]}
-    return None
+        return {"thinkingLevel": nearest_effort(effort, _THINKING_LEVELS_PRO if pro else _THINKING_LEVELS)}
+    return budget if (major, minor) >= (2, 5) else None

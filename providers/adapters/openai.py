@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .base import nearest_effort
 from .chat_completions import ChatCompletionsAdapter
 
 # Reasoning models answer `stop` with a 400 unsupported_parameter (DAC ends their answers
@@ -12,11 +13,11 @@ from .chat_completions import ChatCompletionsAdapter
 # models do not reason.
 _REASONING_MODEL = re.compile(r"(?:.*/)?(?:o\d|gpt-5)(?!.*-chat)")
 _GPT5_POINT = re.compile(r"(?:.*/)?gpt-5\.\d")
-# The levels each family has, as the nearest it takes: the o-series low to high; GPT-5 adds
+# The levels each family takes (the nearest is sent): the o-series low to high; GPT-5 adds
 # minimal; GPT-5.1 and later none (and no minimal); xhigh is left to the newest to take or refuse.
-_O_SERIES_EFFORT = {"none": "low", "minimal": "low", "xhigh": "high"}
-_GPT5_EFFORT = {"none": "minimal", "xhigh": "high"}
-_GPT5_POINT_EFFORT = {"minimal": "low"}
+_O_SERIES_EFFORTS = ("low", "medium", "high")
+_GPT5_EFFORTS = ("minimal", "low", "medium", "high")
+_GPT5_POINT_EFFORTS = ("none", "low", "medium", "high", "xhigh")
 
 
 class OpenAIAdapter(ChatCompletionsAdapter):
@@ -35,5 +36,5 @@ class OpenAIAdapter(ChatCompletionsAdapter):
         # A model that does not reason has no effort to set: it answers as it always does.
         if not _REASONING_MODEL.match(model):
             return {}
-        nearest = (_GPT5_POINT_EFFORT if _GPT5_POINT.match(model) else _GPT5_EFFORT if "gpt-5" in model else _O_SERIES_EFFORT)
-        return super()._reasoning(model, nearest.get(effort, effort))
+        levels = _GPT5_POINT_EFFORTS if _GPT5_POINT.match(model) else _GPT5_EFFORTS if "gpt-5" in model else _O_SERIES_EFFORTS
+        return super()._reasoning(model, nearest_effort(effort, levels))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ResponseFormat
+from .base import ResponseFormat, nearest_effort
 from .chat_completions import ChatCompletionsAdapter
 from .http_adapter import Accumulator
 
 # Perplexity has no models endpoint; these are the documented Sonar models.
 SONAR_MODELS = ["sonar", "sonar-pro", "sonar-reasoning-pro", "sonar-deep-research"]
-_SONAR_EFFORT = {"none": "low", "minimal": "low", "xhigh": "high"}  # the nearest of its three
 
 
 class PerplexityAdapter(ChatCompletionsAdapter):
@@ -31,7 +30,7 @@ class PerplexityAdapter(ChatCompletionsAdapter):
         # Only sonar-deep-research takes an effort, and only low, medium or high.
         if "deep-research" not in model:
             return {}
-        return {"reasoning_effort": _SONAR_EFFORT.get(effort, effort)}
+        return {"reasoning_effort": nearest_effort(effort, ("low", "medium", "high"))}
 
     def _take_citations(self, acc: Accumulator, payload: dict[str, Any]) -> None:
         # Every chunk repeats the full list, so the latest one replaces what came before.
