@@ -74,7 +74,7 @@ def _public_addresses(host: str, port: int) -> list[str]:
             "with DAC_ALLOW_PRIVATE_BASE_URLS (needed for a local Ollama).",
             detail={"base_url": "private_address"},
         )
-    return [info[4][0] for info in infos]
+    return list(dict.fromkeys(info[4][0] for info in infos))
 
 
 def connect_addresses(host: str, port: int) -> list[str]:
@@ -82,7 +82,7 @@ def connect_addresses(host: str, port: int) -> list[str]:
     it resolves to now, every address checked (ValidationFailed otherwise), so the connection
     reaches what was checked and no second lookup can be rebound. `[host]` when the operator
     allows private base URLs."""
-    return [host] if settings.DAC_ALLOW_PRIVATE_BASE_URLS else list(dict.fromkeys(_public_addresses(host, port)))
+    return [host] if settings.DAC_ALLOW_PRIVATE_BASE_URLS else _public_addresses(host, port)
 
 
 # Checked URLs, for the calls that follow: DNS is asked again after this many seconds.

@@ -97,13 +97,19 @@ class ProviderClient:
             response.close()
 
     def _proxy(self, url: str) -> str | None:
-        if not self._proxies:
-            return None
-        parts = urlsplit(url)
-        proxy = self._proxies.get(parts.scheme) or self._proxies.get("all")
-        if proxy is None or proxy_bypass_environment(parts.hostname or "", self._proxies):
-            return None
-        return proxy
+        return environment_proxy(url, self._proxies)
+
+
+def environment_proxy(url: str, proxies: dict[str, str]) -> str | None:
+    """The proxy `proxies` (as `getproxies_environment()` reads HTTP(S)_PROXY, ALL_PROXY) send
+    `url` through, or None (none set, or NO_PROXY names its host)."""
+    if not proxies:
+        return None
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy is None or proxy_bypass_environment(parts.hostname or "", proxies):
+        return None
+    return proxy
 
 
 def _encoded(body: dict | None) -> bytes | None:

@@ -237,7 +237,12 @@ def test_the_embeddings_host_is_reached_at_the_address_checked_for_it(org_a, fak
 def test_embeddings_through_a_proxy_leave_the_host_to_it(monkeypatch):
     """Behind HTTP(S)_PROXY the proxy resolves the host (its egress rules apply): DAC keeps httpx's
     own client there, whose proxy and NO_PROXY handling a checked transport would switch off."""
-    from threads.memory.embeddings import _proxied
+    from urllib.request import getproxies_environment
+
+    from providers.adapters.client import environment_proxy
+
+    def _proxied(url: str) -> bool:
+        return environment_proxy(url, getproxies_environment()) is not None
 
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)

@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
+from urllib.parse import quote
+from urllib.request import getproxies_environment
 
 import httpcore
 import httpx
 
 from dac.errors import ValidationFailed
+from providers.adapters.client import environment_proxy
 from providers.urlsafety import connect_addresses
 from threads.memory.store import conf, dense_size
 
@@ -91,7 +92,7 @@ class Embedder:
     def _client(self, timeout: float) -> httpx.Client:
         """An org's own base URL reached directly is connected to only at addresses that pass the
         check (_CheckedTransport); through a proxy, the proxy resolves it (docs/security.md)."""
-        if self.check_addresses and not _proxied(self.base_url):
+        if self.check_addresses and environment_proxy(self.base_url, getproxies_environment()) is None:
             return httpx.Client(timeout=timeout, transport=_CheckedTransport())
         return httpx.Client(timeout=timeout)
 
@@ -156,13 +157,6 @@ class _CheckedTransport(httpx.HTTPTransport):
     def __init__(self) -> None:
         super().__init__()
         self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=_CheckedBackend())
-
-
-def _proxied(url: str) -> bool:
-    """Whether the environment's proxies (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) send `url` through one."""
-    parts = urlsplit(url)
-    proxies = getproxies_environment()
-    return bool(proxies.get(parts.scheme) or proxies.get("all")) and not proxy_bypass_environment(parts.hostname or "", proxies)
 
 
 def _raise_for(response: httpx.Response, provider: str) -> None:
