@@ -11,9 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dac.errors import NotFound
+from providers.adapters import REASONING_EFFORTS
 from tenants.models import User
 from tenants.permissions import IsOrgMember
 from threads import selectors
+from threads.gateway import GatewayError, answer_shape
 from threads.services import Caller, SendOptions, message_send, thread_create, thread_update
 from threads.services.handle import Failed, Finished, SendHandle
 from threads.services.threads import stale_answers_sweep
@@ -143,6 +145,21 @@ class MessageListApi(APIView):
         max_tokens = serializers.IntegerField(required=False, allow_null=True)
         temperature = serializers.FloatField(required=False, allow_null=True)
         stream = serializers.BooleanField(default=False, help_text="Answer as Server-Sent Events (delta, done, failed).")
+        # As in OpenAI's chat completions, and checked as the gateway checks them (threads/gateway.py, answer_shape).
+        stop = serializers.JSONField(required=False, allow_null=True,
+                                     help_text="A string, or up to 4 strings: the answer ends before the first of them.")
+        response_format = serializers.JSONField(
+            required=False, allow_null=True,
+            help_text='{"type": "json_object"} or {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}: '
+                      "the answer is JSON (of that schema). The message keeps it as text.")
+        top_p = serializers.FloatField(required=False, allow_null=True, help_text="From 0 to 1.")
+        seed = serializers.IntegerField(required=False, allow_null=True)
+        presence_penalty = serializers.FloatField(required=False, allow_null=True, help_text="From -2 to 2.")
+        frequency_penalty = serializers.FloatField(required=False, allow_null=True, help_text="From -2 to 2.")
+        reasoning_effort = serializers.ChoiceField(choices=REASONING_EFFORTS, required=False, allow_null=True,
+                                                   help_text="How long a reasoning model thinks, in each provider's terms.")
+        logit_bias = serializers.JSONField(required=False, allow_null=True,
+                                           help_text='Token ids (as strings) to numbers from -100 to 100, e.g. {"50256": -100}.')
 
     @extend_schema_serializer(component_name="MessagePage")
     class PageSerializer(serializers.Serializer):
@@ -170,12 +187,19 @@ class MessageListApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        if request.data.get("tools"):
+            raise serializers.ValidationError({"tools": ["tools cannot be offered in a thread: a thread keeps text messages only."]})
+        try:  # the values as sent: "0.5" is no more a number here than at the gateway
+            shape = answer_shape({name: request.data.get(name) for name in _ANSWER_FIELDS})
+        except GatewayError as exc:
+            raise serializers.ValidationError({exc.param: [exc.message]}) from None
         options = SendOptions(
             provider=values.get("provider") or None,
             model=values.get("model") or None,
             max_tokens=values.get("max_tokens"),
             temperature=values.get("temperature"),
             stream=values["stream"],
+            **shape,
         )
         handle = async_to_sync(_message_send_started)(caller=_caller(request), thread_id=thread_id, content=values["content"], options=options)
         if options.stream:
@@ -193,6 +217,9 @@ class MessageListApi(APIView):
         if code != status.HTTP_201_CREATED:
             body = {"error": {"code": answer.error_category, "message": answer.error_message, "detail": {"message": body}}}
         return Response(body, status=code, headers=headers)
+
+
+_ANSWER_FIELDS = ("stop", "response_format", "top_p", "seed", "presence_penalty", "frequency_penalty", "reasoning_effort", "logit_bias")
 
 
 async def _message_send_started(**arguments) -> SendHandle:

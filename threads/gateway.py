@@ -305,7 +305,15 @@ def _options(body: dict, provider: str | None, model: str | None) -> SendOptions
     if user is not None and not isinstance(user, str):
         raise GatewayError(400, "user must be a string.", param="user")
     return SendOptions(provider=provider, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream,
-                       stop=_stop(body), response_format=_response_format(body), tools=_tools(body), sampling=_sampling(body))
+                       tools=_tools(body), **answer_shape(body))
+
+
+def answer_shape(body: dict) -> dict:
+    """The request's fields that shape the answer and that a thread keeps as well as a bare call:
+    `stop`, `response_format` and the sampling ones, as SendOptions' `stop`, `response_format` and
+    `sampling`. GatewayError (400, naming the field) for one DAC cannot take. The threads API reads
+    its message's fields with it too, so both check them alike."""
+    return {"stop": _stop(body), "response_format": _response_format(body), "sampling": _sampling(body)}
 
 
 def _new_message(messages: list) -> str:

@@ -168,6 +168,64 @@ def test_bad_messages_are_refused_and_nothing_is_written(api, org_a, content, st
         assert not Message.objects.filter(thread=thread).exists()
 
 
+_PROSE = "Thought: I should look it up.\nObservation: it is sunny."
+_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}
+
+
+def test_a_thread_message_takes_the_answer_shaping_fields_the_gateway_takes(api, org_a, fakes):
+    """The threads API took content, provider, model, max_tokens and temperature only: stop,
+    response_format, the sampling fields and reasoning_effort were dropped without a word."""
+    fakes["openrouter"].behaviour = Behaviour(text=_PROSE)
+    thread = _thread(org_a)
+    response = _send(api, thread, "think aloud", provider="openrouter", model="openai/gpt-5", stop=["\nObservation:"],
+                     top_p=0.9, seed=7, presence_penalty=0.5, frequency_penalty=-0.25, reasoning_effort="low",
+                     logit_bias={"50256": -100})
+    assert response.status_code == 201, response.content
+    assert response.json()["content"] == "Thought: I should look it up."
+    sent = fakes["openrouter"].requests[0].json
+    assert sent["stop"] == ["\nObservation:"] and sent["reasoning"] == {"effort": "low"}
+    assert (sent["top_p"], sent["seed"], sent["presence_penalty"], sent["frequency_penalty"], sent["logit_bias"]) == (
+        0.9, 7, 0.5, -0.25, {"50256": -100})
+    with tenant_context(org_a):
+        assert Message.objects.get(thread=thread, role="assistant").content == "Thought: I should look it up."
+
+
+def test_a_thread_message_asking_for_json_of_a_schema_is_answered_and_kept_as_text(api, org_a, fakes):
+    fakes["openai"].behaviour = Behaviour(text='{"city": "Lisbon"}')
+    thread = _thread(org_a)
+    response_format = {"type": "json_schema", "json_schema": {"name": "place", "schema": _SCHEMA}}
+    response = _send(api, thread, "where is the tower of Belem", provider="openai", response_format=response_format)
+    assert response.status_code == 201, response.content
+    assert json.loads(response.json()["content"]) == {"city": "Lisbon"}
+    format_sent = fakes["openai"].requests[0].json["response_format"]
+    assert format_sent["type"] == "json_schema" and format_sent["json_schema"]["schema"] == _SCHEMA
+
+
+@pytest.mark.parametrize(("extra", "field", "says"), [
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "up to 4"),
+    ({"stop": ""}, "stop", "non-empty"),
+    ({"response_format": {"type": "regex"}}, "response_format", "json_schema"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format", "name"),
+    ({"top_p": 1.5}, "top_p", "from 0 to 1"),
+    ({"top_p": "0.5"}, "top_p", "from 0 to 1"),
+    ({"seed": 2**64}, "seed", "64 bits"),
+    ({"presence_penalty": 3}, "presence_penalty", "from -2 to 2"),
+    ({"reasoning_effort": "extreme"}, "reasoning_effort", "valid choice"),
+    ({"logit_bias": {"word": 1}}, "logit_bias", "token ids"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "thread keeps text"),
+], ids=["five-stops", "empty-stop", "regex-format", "schema-without-name", "top_p-over-1", "top_p-text", "seed-too-big",
+        "penalty-over-2", "unknown-effort", "bias-word", "tools"])
+def test_an_answer_shaping_field_a_thread_cannot_take_is_a_400_naming_it_and_nothing_is_written(api, org_a, fakes, extra, field, says):
+    thread = _thread(org_a)
+    response = _send(api, thread, "hello", provider="openrouter", **extra)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert field in error["detail"] and says in error["message"], error
+    assert not fakes["openrouter"].requests
+    with tenant_context(org_a):
+        assert not Message.objects.filter(thread=thread).exists()
+
+
 def test_unknown_archived_and_foreign_threads(api, org_a, org_b):
     assert _send(api, type("T", (), {"pk": 999999})(), "hi").status_code == 404
     foreign = _thread(org_b)
