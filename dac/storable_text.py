@@ -23,6 +23,21 @@ def lone_surrogate(text: str) -> str | None:
     return found.group() if found else None
 
 
+def surrogate_message(what: str, surrogate: str) -> str:
+    return (f"{what} contains U+{ord(surrogate):04X}, half of a UTF-16 surrogate pair, which is not a "
+            "character (a JSON \\u escape cut in two?); send the whole character.")
+
+
+def unstorable_reason(what: str, text: str) -> str | None:
+    """Why `text` (`what`, as "The title") can be neither saved nor sent, said to whoever sent it;
+    None when it can."""
+    if "\x00" in text:
+        return f"{what} contains a null character (\\u0000); remove it."
+    if surrogate := lone_surrogate(text):
+        return surrogate_message(what, surrogate)
+    return None
+
+
 def unstorable(text: str) -> bool:
     """Whether `text` holds what no provider can be sent nor PostgreSQL store (U+0000, a lone
     surrogate): what a client sends is refused for it rather than changed."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from dac.errors import Forbidden, ValidationFailed
 from dac.org_cache import PerOrgCache
+from dac.storable_text import unstorable_reason
 from providers.adapters import ADAPTERS
 from routing import rules
 from routing.models import RoutingSettings
@@ -98,6 +99,8 @@ def routing_settings_update(*, org_id: int, rule_order: list[str] | None = None,
         for rule, model in models.items():
             if not isinstance(model, str) or not model.strip() or len(model) > 200:
                 raise ValidationFailed(f"The model for {rule} must be a name of 1-200 characters.", detail={"models": rule})
+            if reason := unstorable_reason(f"The model for {rule}", model):
+                raise ValidationFailed(reason, detail={"models": rule})
     row, _ = RoutingSettings.objects.get_or_create(org_id=org_id)
     if rule_order is not None:
         row.rule_order = rule_order

@@ -20,6 +20,7 @@ from django.utils.text import slugify
 from audit.services import Actor, audit_record
 from dac import invalidation
 from dac.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from dac.storable_text import unstorable_reason
 from tenants.context import Tenant, reset_tenant, set_tenant, tenant_context
 from tenants.models import ApiToken, Membership, Organization, Role, User, UserAgentPermission
 from tenants.selectors import api_token_lookup
@@ -49,6 +50,8 @@ def org_create(*, name: str, slug: str | None = None, owner: User | None = None,
     name = (name or "").strip()
     if not name or len(name) > 120:
         raise ValidationFailed("Organization name must be 1-120 characters.", detail={"name": "invalid"})
+    if reason := unstorable_reason("The organization name", name):
+        raise ValidationFailed(reason, detail={"name": "unstorable"})
     slug = _validate_slug(slug) if slug else _free_slug(name)
     with transaction.atomic():
         with connection.cursor() as cursor:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from dac.errors import NotFound
+from dac.storable_text import unstorable
 from threads.models import Message, Thread
 
 
 def thread_list(*, search: str = "", archived: bool = False) -> QuerySet[Thread]:
     threads = Thread.objects.filter(archived=archived)
+    if unstorable(search):  # no title holds it (they are refused), and PostgreSQL could not compare it
+        return threads.none()
     if search:
         threads = threads.filter(title__icontains=search.strip()[:100])
     return threads.order_by("-updated_at")

@@ -24,6 +24,7 @@ from qdrant_client import models
 
 from audit.services import Actor, audit_record
 from dac.errors import NotFound, ValidationFailed
+from dac.storable_text import unstorable_reason
 from tenants.context import tenant_context
 from threads.memory import config
 from threads.memory.embeddings import DEFAULT_MODELS, Embedder, EmbeddingError, embedder_for
@@ -388,6 +389,8 @@ def memory_settings_update(
         embedding_model = (embedding_model or "").strip()
         if len(embedding_model) > 200:
             raise ValidationFailed("The embedding model name is too long (200 characters at most).", detail={"embedding_model": "too_long"})
+        if reason := unstorable_reason("The embedding model name", embedding_model):
+            raise ValidationFailed(reason, detail={"embedding_model": "unstorable"})
         changes["embedding_model"] = embedding_model
     requeue = None
     with tenant_context(org_id), transaction.atomic():

@@ -32,7 +32,7 @@ from django.utils import timezone
 from dac.db.steps import db_step
 from dac.errors import Conflict, ProviderFailed, ValidationFailed
 from dac.org_cache import PerOrgCache
-from dac.storable_text import lone_surrogate
+from dac.storable_text import lone_surrogate, surrogate_message, unstorable_reason
 from providers.services import quota
 from providers.services.keys import active_keys, active_keys_cached
 from routing.services import RoutePlan, org_routing, org_routing_cached, plan_route
@@ -58,10 +58,8 @@ def validate_content(content) -> str:
         raise ValidationFailed("The message must be text.", detail={"content": "not_text"})
     if not content.strip():
         raise ValidationFailed("The message is empty: write something first.", detail={"content": "empty"})
-    if "\x00" in content:  # PostgreSQL's text cannot hold it: refused here, not failed at the save
-        raise ValidationFailed("The message contains a null character (\\u0000); remove it.", detail={"content": "null_character"})
-    if surrogate := lone_surrogate(content):
-        raise ValidationFailed(_surrogate_message("The message", surrogate), detail={"content": "lone_surrogate"})
+    if reason := unstorable_reason("The message", content):  # PostgreSQL's text cannot hold it: refused here, not failed at the save
+        raise ValidationFailed(reason, detail={"content": "null_character" if "\x00" in content else "lone_surrogate"})
     limit = settings.DAC_MAX_MESSAGE_CHARS
     if len(content) > limit:
         raise ValidationFailed(
@@ -93,7 +91,7 @@ def validate_history(history) -> list[dict]:
         if not isinstance(content, str) and not (content is None and calls):  # a turn that only calls functions
             raise ValidationFailed(f"messages[{index}].content must be text.", detail={"messages": index})
         if surrogate := lone_surrogate(content or ""):  # it could not even be sent on to a provider
-            raise ValidationFailed(_surrogate_message(f"messages[{index}].content", surrogate), detail={"messages": index})
+            raise ValidationFailed(surrogate_message(f"messages[{index}].content", surrogate), detail={"messages": index})
         total += len(content or "")
         kept = {"role": role, "content": content}
         if calls is not None:
@@ -131,7 +129,7 @@ def _tool_calls(calls, index: int) -> list[dict]:
                 and isinstance(function.get("arguments"), str)):
             raise ValidationFailed(shape, detail={"messages": index})
         if surrogate := lone_surrogate(function["arguments"]):
-            raise ValidationFailed(_surrogate_message(f"messages[{index}].tool_calls", surrogate), detail={"messages": index})
+            raise ValidationFailed(surrogate_message(f"messages[{index}].tool_calls", surrogate), detail={"messages": index})
         kept.append({"id": call["id"], "type": "function", "function": {"name": function["name"], "arguments": function["arguments"]}})
     return kept
 
@@ -153,11 +151,6 @@ def _text_of_parts(parts: list, index: int) -> str:
             what = "a part that is not an object with a type"
         raise ValidationFailed(f"messages[{index}].content holds {what}: only text parts are supported.", detail={"messages": index})
     return "".join(texts)
-
-
-def _surrogate_message(what: str, surrogate: str) -> str:
-    return (f"{what} contains U+{ord(surrogate):04X}, half of a UTF-16 surrogate pair, which is not a "
-            "character (a JSON \\u escape cut in two?); send the whole character.")
 
 
 MAX_OUTPUT_TOKENS = 128_000  # the largest answer any provider writes

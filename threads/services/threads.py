@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from dac.errors import ValidationFailed
+from dac.storable_text import unstorable_reason
 from threads.models import Message, Thread
 
 MAX_TITLE = 200
@@ -18,10 +19,16 @@ def title_from(content: str) -> str:
     return line[:77] + "…" if len(line) > 80 else line
 
 
-def thread_create(*, org_id: int, created_by=None, title: str = "") -> Thread:
-    title = (title or "").strip()
+def _checked_title(title: str) -> str:
     if len(title) > MAX_TITLE:
         raise ValidationFailed(f"Title is too long ({MAX_TITLE} characters at most).", detail={"title": "too_long"})
+    if reason := unstorable_reason("The title", title):
+        raise ValidationFailed(reason, detail={"title": "unstorable"})
+    return title
+
+
+def thread_create(*, org_id: int, created_by=None, title: str = "") -> Thread:
+    title = _checked_title((title or "").strip())
     return Thread.objects.create(org_id=org_id, created_by=created_by, title=title)
 
 
@@ -31,9 +38,7 @@ def thread_update(*, thread: Thread, title: str | None = None, archived: bool | 
         title = title.strip()
         if not title:
             raise ValidationFailed("Title cannot be empty.", detail={"title": "empty"})
-        if len(title) > MAX_TITLE:
-            raise ValidationFailed(f"Title is too long ({MAX_TITLE} characters at most).", detail={"title": "too_long"})
-        thread.title = title
+        thread.title = _checked_title(title)
         fields.append("title")
     if archived is not None:
         thread.archived = archived
