@@ -14,6 +14,7 @@ from django.utils import dateparse, timezone
 from audit.chain import GENESIS_HASH, link_hash, row_content
 from audit.models import AuditLog
 from dac.errors import ValidationFailed
+from dac.storable_text import unstorable_reason
 
 #: Event types recorded today (the filter's choices; any other value filters exactly too).
 AUDIT_EVENTS: tuple[str, ...] = (
@@ -116,6 +117,9 @@ def audit_filters_parse(params: Mapping[str, str]) -> AuditFilters:
         raise ValidationFailed("event: at most 64 characters.", detail={"event": ["Too long."]})
     if len(actor) > 255:
         raise ValidationFailed("actor: at most 255 characters.", detail={"actor": ["Too long."]})
+    for name, value in (("event", event), ("actor", actor)):  # no row holds them, and PostgreSQL could not compare them
+        if reason := unstorable_reason(name, value):
+            raise ValidationFailed(reason, detail={name: ["Not storable text."]})
     since = _parse_moment("since", since_raw, end=False) if since_raw else None
     until = _parse_moment("until", until_raw, end=True) if until_raw else None
     if since is not None and until is not None and since >= until:

@@ -111,6 +111,12 @@ def test_csv_export_neutralises_spreadsheet_formulas(alice_client, events):
     assert row["actor_label"].startswith("'=")
 
 
+def test_a_filter_with_a_null_character_is_400_with_the_reason(alice_client, events):
+    """It was a 500: PostgreSQL cannot compare text holding U+0000."""
+    response = alice_client.get("/audit/?actor=a%00b")
+    assert response.status_code == 400 and "actor contains a null character" in response.content.decode()
+
+
 def test_csv_export_with_a_bad_date_is_400(alice_client, events):
     assert alice_client.get("/audit/export.csv?until=31/12/2030").status_code == 400
 
