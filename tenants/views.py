@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -192,12 +193,19 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     return redirect("tenants:members")
 
 
+# The create form's ids already used in this session: a reload that sends the form again (the
+# token page is rendered, not redirected to, so that the plaintext exists in that one response
+# only) would otherwise create a second token.
+_TOKEN_FORMS_SENT = "api_token_forms_sent"
+
+
 @org_member_required
 def api_tokens(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "tenants/api_tokens.html",
-        {"tokens": selectors.api_token_list(), "form": ApiTokenCreateForm(), "can_manage": request.org_access.is_admin},
+        {"tokens": selectors.api_token_list(), "form": ApiTokenCreateForm(), "can_manage": request.org_access.is_admin,
+         "form_id": secrets.token_urlsafe(16)},
     )
 
 
@@ -205,7 +213,14 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @org_admin_required
 def api_token_create(request: HttpRequest) -> HttpResponse:
     form = ApiTokenCreateForm(request.POST)
-    context = {"tokens": selectors.api_token_list(), "form": form, "can_manage": True}
+    form_id = request.POST.get("form_id", "")[:64]
+    context = {"tokens": selectors.api_token_list(), "form": form, "can_manage": True, "form_id": form_id}
+    if form_id and form_id in request.session.get(_TOKEN_FORMS_SENT, []):
+        form.is_valid()  # bound and checked, so that an error can be added
+        form.add_error(None, "This form was sent already (the page was reloaded?): its token was created and shown then, "
+                             "once. To create another, fill in the form again.")
+        context["form_id"] = secrets.token_urlsafe(16)
+        return render(request, "tenants/api_tokens.html", context, status=409)
     if form.is_valid():
         days = form.cleaned_data["expires_in_days"]
         try:
@@ -220,7 +235,9 @@ def api_token_create(request: HttpRequest) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             # Rendered, not redirected: the plaintext exists only in this one response.
-            context.update(new_token=created.plaintext, form=ApiTokenCreateForm())
+            if form_id:
+                request.session[_TOKEN_FORMS_SENT] = [*request.session.get(_TOKEN_FORMS_SENT, [])[-19:], form_id]
+            context.update(new_token=created.plaintext, form=ApiTokenCreateForm(), form_id=secrets.token_urlsafe(16))
             response = render(request, "tenants/api_tokens.html", context)
             response["Cache-Control"] = "no-store"
             return response

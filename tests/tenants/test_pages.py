@@ -119,6 +119,21 @@ def test_token_is_shown_once_and_stored_hashed(alice_client, org_a):
     assert token.prefix.encode() in listing.content
 
 
+def test_the_token_form_sent_again_by_a_reload_does_not_create_a_second_token(alice_client, org_a):
+    """The page with the new token is rendered, not redirected to; reloading it (the browser's
+    "resubmit the form?") created a second token of the same name."""
+    form_id = alice_client.get("/tokens/").context["form_id"]
+    first = alice_client.post("/tokens/create/", {"name": "ci", "form_id": form_id})
+    assert first.status_code == 200 and first.context["new_token"]
+    again = alice_client.post("/tokens/create/", {"name": "ci", "form_id": form_id})
+    assert again.status_code == 409 and b"sent already" in again.content and "new_token" not in again.context
+    with tenant_context(org_a):
+        assert ApiToken.objects.filter(name="ci").count() == 1
+    fresh = again.context["form_id"]
+    assert fresh != form_id and f'value="{fresh}"'.encode() in again.content
+    assert alice_client.post("/tokens/create/", {"name": "ci", "form_id": fresh}).status_code == 200  # a new form, a new token
+
+
 def test_token_revoke_and_charlie_gets_404(alice_client, charlie_client, org_a, charlie):
     alice_client.post("/tokens/create/", {"name": "ci"})
     with tenant_context(org_a):
