@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
@@ -97,6 +98,15 @@ class TenantModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+def same_org(row: TenantModel, field: str) -> None:
+    """For a model's `clean` (the admin's forms): a ValidationError on `field` when it points at
+    a row of another org than `row`'s. PostgreSQL refuses such a row as well (composite foreign
+    keys); this says so on the form instead of a 500."""
+    related = getattr(row, field) if getattr(row, f"{field}_id") is not None else None
+    if related is not None and row.org_id is not None and related.org_id != row.org_id:
+        raise ValidationError({field: f"This {field} belongs to another organization ({related.org}); pick one of {row.org}'s."})
 
 
 class Role(models.TextChoices):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from tenants.models import TenantModel
+from tenants.models import TenantModel, same_org
 
 
 class Thread(TenantModel):
@@ -61,6 +61,9 @@ class Message(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.role} #{self.seq} in thread {self.thread_id}"
+
+    def clean(self) -> None:
+        same_org(self, "thread")
 
 
 # --- Memory (threads/memory/, docs/memory.md) ---
@@ -134,3 +137,6 @@ class ForgottenMemory(TenantModel):
 
     def __str__(self) -> str:
         return f"message {self.message_id} forgotten"
+
+    def clean(self) -> None:
+        same_org(self, "message")
