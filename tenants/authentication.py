@@ -60,8 +60,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             user = authenticate_token_request(request._request)
         except TokenInvalid as exc:
             raise exceptions.AuthenticationFailed(str(exc)) from None
-        except OrgHeaderInvalid as exc:
-            raise exceptions.NotFound(exc.message) from None
+        except OrgHeaderInvalid as exc:  # 400 for a header that is no org id, 404 for another org's
+            raise (exceptions.ValidationError if exc.status == 400 else exceptions.NotFound)(exc.message) from None
         request.api_token = user.token
         return user, user.token
 

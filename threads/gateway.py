@@ -27,6 +27,7 @@ from metrics.services import overhead_observe
 from providers.adapters import ADAPTERS, REASONING_EFFORTS, ResponseFormat, Sampling, ToolCallPart, Tools
 from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
+from tenants.middleware import OrgHeaderInvalid, parse_org_header
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
 from threads.models import Status
 from threads.services import Caller, SendOptions, message_send
@@ -76,12 +77,24 @@ async def _authenticate(request: HttpRequest):
     if not plaintext:
         raise GatewayError(401, "Missing API key: send `Authorization: Bearer <DAC API token>`.", code="invalid_api_key")
     token = api_token_cached(plaintext)
-    if token is not None:
-        return token
+    if token is None:
+        try:
+            token = await db_step(api_token_authenticate, plaintext=plaintext)
+        except TokenInvalid as exc:
+            raise GatewayError(401, str(exc), code="invalid_api_key") from None
+    _check_org_header(request, token.org_id)
+    return token
+
+
+def _check_org_header(request: HttpRequest, org_id: int) -> None:
+    """`X-Org-Id`, when sent, must name the token's own org, as on the REST API: it chooses among
+    the caller's orgs and never grants another (garbage is a 400, another org a 404)."""
     try:
-        return await db_step(api_token_authenticate, plaintext=plaintext)
-    except TokenInvalid as exc:
-        raise GatewayError(401, str(exc), code="invalid_api_key") from None
+        named = parse_org_header(request.headers.get("X-Org-Id"))
+    except OrgHeaderInvalid as exc:
+        raise GatewayError(400, exc.message, param="X-Org-Id") from None
+    if named is not None and named != org_id:
+        raise GatewayError(404, "No organization with that X-Org-Id for this token.", code="not_found", param="X-Org-Id")
 
 
 def _parse_model(model) -> tuple[str | None, str | None]:

@@ -184,6 +184,8 @@ def test_x_org_id_selects_among_your_orgs_and_never_grants_another(a, org_a, org
     b_api = Client(headers={"Authorization": f"Bearer {b_token}", "X-Org-Id": str(org_a.pk)})
     assert b_api.get(thread_url).status_code == 404
     assert b_api.get("/api/v1/threads/").status_code == 404
+    garbage = Client(headers={"Authorization": f"Bearer {b_token}", "X-Org-Id": "zzz"}).get("/api/v1/threads/")
+    assert garbage.status_code == 400 and "X-Org-Id must be the numeric id" in garbage.json()["error"]["message"]
     # A member of both orgs acting on B does not reach A's thread, and naming A works.
     MembershipFactory(org=org_b, user=alice, role="member")
     alice_client = Client()
@@ -193,6 +195,21 @@ def test_x_org_id_selects_among_your_orgs_and_never_grants_another(a, org_a, org
     # The org switcher only switches among your own orgs.
     assert charlie_client.post("/orgs/switch/", {"org_id": org_a.pk}).status_code == 404
     assert charlie_client.get(f"/threads/{a['thread'].pk}/").status_code == 404
+
+
+def test_the_gateway_takes_x_org_id_as_the_rest_api_does(a, org_a, org_b, b_token):
+    """It ignored the header: a call naming another org (or garbage) was answered in the token's."""
+    body = {"model": "demo/demo-1", "messages": [{"role": "user", "content": "hi"}]}
+
+    def call(org_header):
+        return Client(headers={"Authorization": f"Bearer {b_token}", "X-Org-Id": org_header}).post(
+            "/v1/chat/completions", body, content_type="application/json")
+
+    other, garbage = call(str(org_a.pk)), call("zzz")
+    assert other.status_code == 404 and other.json()["error"]["param"] == "X-Org-Id"
+    assert garbage.status_code == 400 and "numeric id" in garbage.json()["error"]["message"]
+    assert call(str(org_b.pk)).status_code == 200
+    assert _a_is_untouched(a) == []
 
 
 def test_the_gateway_refuses_another_orgs_thread_and_never_writes_to_it(a, b_token):
