@@ -582,6 +582,5 @@ def _model_ids(org_id: int) -> list[str]:
         if ADAPTERS[provider].default_model:
             names.add(ADAPTERS[provider].default_model)
         ids += sorted(f"{provider}/{name}" for name in names if name)
-    if not keys:
-        ids.append("demo/demo-1")
+    ids.append("demo/demo-1")  # offline, always there: what `model: "auto"` answers with while no key is
     return ids

@@ -20,7 +20,7 @@ from .base import (
     stop_position,
 )
 
-LABEL = "(Demo answer — no provider key is configured.)"
+LABEL = "(Demo answer — not from a real model.)"
 _CODE_RE = re.compile(
     r"\b(code|coding|function|script|snippet|implement\w*|program\w*|python|javascript|js|"
     r"typescript|sql|query|regex|class|algorithm|bash|shell)\b",

@@ -21,7 +21,7 @@ def demo(chunk_delay: float = 0.0):
 async def test_the_demo_answer_says_plainly_that_it_is_the_demo_provider():
     result = await demo().complete(messages=MESSAGES, model="demo-1")
 
-    assert result.text.startswith("(Demo answer — no provider key is configured.)")
+    assert result.text.startswith("(Demo answer — not from a real model.)")
     assert LABEL in result.text
     assert result.provider == "demo" and result.model == "demo-1"
 

@@ -136,6 +136,10 @@ def test_one_model_is_retrieved_by_its_id_as_the_sdk_asks(sdk, asgi_server, toke
     with pytest.raises(openai.NotFoundError) as missing:
         sdk.models.retrieve("openai/no-such-model")
     assert missing.value.body["code"] == "model_not_found"
+    # The demo answers when named, keys or not; it was listed and retrievable only without keys.
+    assert sdk.models.retrieve("demo/demo-1").id == "demo/demo-1" and "demo/demo-1" in [m.id for m in sdk.models.list()]
+    demo = sdk.chat.completions.create(model="demo/demo-1", messages=[{"role": "user", "content": "hi"}])
+    assert "no provider key" not in demo.choices[0].message.content
     wrong = httpx.get(f"{asgi_server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {token_a}"})
     assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
 
