@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, NotSupportedError, ProgrammingError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -103,7 +103,7 @@ def api_exception_handler(exc, context):
         return response
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=404)
-    if isinstance(exc, DatabaseError):
+    if database_unavailable(exc):
         response = Response(error_body("unavailable", "The database is unavailable; retry in a few seconds."), status=503)
         response["Retry-After"] = "5"
         return response
@@ -134,6 +134,13 @@ def api_exception_handler(exc, context):
     return None
 
 
+def database_unavailable(exc) -> bool:
+    """Whether `exc` means the database could not be reached or used (a 503, retry later), not
+    that DAC sent it something it refuses (bad data, a broken constraint, wrong SQL: a 500,
+    which retrying does not mend)."""
+    return isinstance(exc, (DatabaseError, InterfaceError)) and not isinstance(exc, (DataError, IntegrityError, ProgrammingError, NotSupportedError))
+
+
 def not_found_view(request, exception=None):
     """404 for a path no route matches: the API's error shape under /api/, OpenAI's under /v1/,
     the HTML page elsewhere."""
@@ -149,7 +156,7 @@ def not_found_view(request, exception=None):
 def server_error_view(request):
     """500 in the shape the caller reads; a database outage says 503 and when to retry."""
     exc = sys.exc_info()[1]
-    unavailable = isinstance(exc, DatabaseError)
+    unavailable = database_unavailable(exc)
     status = 503 if unavailable else 500
     message = "The database is unavailable; retry in a few seconds." if unavailable else "DAC failed on this request; the error was logged."
     headers = {"Retry-After": "5"} if unavailable else {}

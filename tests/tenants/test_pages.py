@@ -169,3 +169,29 @@ def test_user_with_no_org_is_asked_to_create_one(client):
     from tenants.selectors import user_orgs
 
     assert [o.name for o in user_orgs(user_id=user.pk)] == ["Mine"]
+
+
+def test_a_page_a_member_may_not_open_is_a_page_of_the_site_that_says_why(bob_client):
+    """It was Django's bare "403 Forbidden": no navigation, no reason."""
+    response = bob_client.get("/audit/")
+    assert response.status_code == 403
+    assert b"You cannot open this page" in response.content and b"Only owners and admins" in response.content
+    assert b'aria-label="Main"' in response.content  # the site's navigation
+
+
+def test_a_page_that_is_not_there_is_a_page_of_the_site(alice_client):
+    response = alice_client.get("/threads/999999/")
+    assert response.status_code == 404 and b"Nothing here" in response.content and b'aria-label="Main"' in response.content
+
+
+def test_a_database_error_that_retrying_cannot_mend_is_not_reported_as_the_database_being_down():
+    """A DataError (U+0000 in a filter reached PostgreSQL) was answered 503 "The database is
+    unavailable; retry in a few seconds." with Retry-After: a retry fails the same way."""
+    from django.db import DataError, IntegrityError, InterfaceError, OperationalError
+
+    from dac.errors import api_exception_handler, database_unavailable
+
+    assert database_unavailable(OperationalError("connection refused")) and database_unavailable(InterfaceError("closed"))
+    assert not database_unavailable(DataError("NUL")) and not database_unavailable(IntegrityError("duplicate"))
+    assert api_exception_handler(DataError("NUL"), {}) is None  # left to the 500 handler
+    assert api_exception_handler(OperationalError("down"), {}).status_code == 503
