@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
 from audit.models import AuditLog
 from audit.services import Actor
@@ -629,6 +630,14 @@ def test_reset_limits_resets_one_orgs_counters_and_says_what_it_reset(service, o
     assert quota_usage(org_id=org_b.id, provider="openai").requests_used == 1
     with tenant_context(org_a):
         assert AuditLog.objects.filter(event="quota.reset").count() == 1
+
+
+def test_reset_limits_names_the_key_tests_allowance_as_such(service, org_a):
+    """It listed the internal counter name ("org-a / key_tests:08: 1 requests, 0 tokens")."""
+    key_test_reserve(org_id=org_a.id)
+    hour = timezone.now().strftime("%H")
+    out = _run("reset_limits", "org-a")
+    assert f"org-a / key tests of {hour}:00-{hour}:59 UTC: 1 tests -> 0" in out and "key_tests:" not in out
 
 
 def test_reset_limits_for_one_provider_leaves_the_others(service, org_a):

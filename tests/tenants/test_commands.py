@@ -45,11 +45,20 @@ def test_unknown_org_is_a_command_error():
 
 def test_set_limits_stores_and_audits(org_a):
     out = _run("set_limits", "org-a", "--provider", "openai", "--requests", "50", "--tokens", "9000")
-    assert "50 requests, 9000 tokens" in out
+    assert "org-a / openai: 50 requests and 9,000 tokens per day." in out
     with tenant_context(org_a):
         limit = QuotaLimit.objects.get(provider="openai")
         assert (limit.requests_per_day, limit.tokens_per_day) == (50, 9000)
         assert AuditLog.objects.filter(event="limits.changed").exists()
+
+
+def test_set_limits_of_one_kind_says_the_limit_of_the_other_that_applies(org_a, settings):
+    """It printed "5 requests, None tokens per day" while the default token limit applied."""
+    settings.DAC_DEFAULT_TOKENS_PER_DAY = 100_000
+    out = _run("set_limits", "org-a", "--provider", "openai", "--requests", "5")
+    assert "org-a / openai: 5 requests and 100,000 tokens (not set here: the org-wide limit or the default) per day." in out
+    _run("set_limits", "org-a", "--tokens", "7000")  # org-wide
+    assert "and 7,000 tokens (not set here" in _run("set_limits", "org-a", "--provider", "openai", "--requests", "6")
 
 
 @pytest.mark.parametrize("value", ["-1", "abc", "99999999999999"])

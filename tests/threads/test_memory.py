@@ -6,6 +6,7 @@ QDRANT_PATH=""), or a closed port where Qdrant must be unreachable."""
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import threading
@@ -340,6 +341,9 @@ def test_reindex_pending_retries_only_the_backlog(org_a, settings):
     assert {p.id for p in points()} == {m.pk for m in messages}
     with tenant_context(org_a):
         assert not MemoryBacklog.objects.exists()
+    out = io.StringIO()
+    call_command("reindex_memory", "--pending", stdout=out)  # it printed nothing at all
+    assert out.getvalue() == "The backlog is empty: nothing waits to be indexed.\n"
 
 
 def test_the_next_index_call_retries_failed_rows_once_their_backoff_is_over(org_a, settings):

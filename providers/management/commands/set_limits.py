@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.services import Actor
 from dac.errors import ApplicationError
-from providers.services.limits import quota_limit_set
+from providers.services.limits import effective_limits, quota_limit_set
 from tenants.context import tenant_context
 from tenants.management.commands._helpers import org_by_slug
 
@@ -26,8 +26,9 @@ class Command(BaseCommand):
                     org_id=org.id, provider=provider, requests_per_day=requests, tokens_per_day=tokens,
                     actor=Actor.system("manage.py set_limits"),
                 )
+                effective = effective_limits(org_id=org.id, provider=provider)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(
-            f"{org.slug} / {provider or 'all providers'}: {limit.requests_per_day} requests, {limit.tokens_per_day} tokens per day."
-        )
+        shown = [f"{value:,} {unit}" + ("" if own is not None else " (not set here: the org-wide limit or the default)")
+                 for value, own, unit in zip(effective, (limit.requests_per_day, limit.tokens_per_day), ("requests", "tokens"))]
+        self.stdout.write(f"{org.slug} / {provider or 'all providers'}: {shown[0]} and {shown[1]} per day.")

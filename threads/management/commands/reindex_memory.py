@@ -38,6 +38,8 @@ class Command(BaseCommand):
                 if pending:
                     waiting = set(MemoryBacklog.objects.values_list("org_id", flat=True).distinct())
                     orgs = [(pk, s) for pk, s in orgs if pk in waiting]
+        if pending and not orgs:
+            self.stdout.write("The backlog is empty: nothing waits to be indexed.")
         try:
             for org_id, org_slug in orgs:
                 self._drain(org_id, org_slug) if pending else self._rebuild(org_id, org_slug)
