@@ -145,7 +145,7 @@ async def test_the_demo_answers_json_of_the_schemas_shape_and_honours_stop():
     assert json.loads(result.text) == {"city": "demo", "days": [0], "unit": "C", "note": "demo"}
     anything = await demo.complete(messages=MESSAGES, model="demo-1", response_format=ResponseFormat("json_object"))
     assert json.loads(anything.text)["demo"] is True
-    events, _, _ = await collect(demo, model="demo-1", stop=["no provider key"])
+    events, _, _ = await collect(demo, model="demo-1", stop=["not from a real model"])
     assert deltas(events) == "(Demo answer — " and events[-1].result.finish_reason == "stop"
     assert demo_json({"const": 7}, "q") == 7
 
