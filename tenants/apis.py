@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -50,6 +49,7 @@ class MembershipOutputSerializer(serializers.Serializer):
     email = serializers.EmailField(source="user.email")
     role = serializers.CharField()
     created_at = serializers.DateTimeField()
+    accepted_at = serializers.DateTimeField(allow_null=True, help_text="null: invited (the user had an account already), not yet accepted.")
 
 
 class MembershipListApi(APIView):
@@ -71,16 +71,10 @@ class MembershipListApi(APIView):
             self.permission_denied(request, message=IsOrgAdmin.message)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        email = data.validated_data["email"].lower()
-        with transaction.atomic():  # a new user and their membership, or neither
-            user = User.objects.filter(email=email).first()
-            if user is None:
-                if "password" not in data.validated_data:
-                    raise serializers.ValidationError({"password": f"No user {email} exists: give a password to create one."})
-                user = services.user_create(email=email, password=data.validated_data["password"])
-            membership = services.membership_add(
-                org_id=request._request.org_access.org_id, user=user, role=data.validated_data["role"], actor=_actor(request)
-            )
+        membership = services.member_add_by_email(
+            org_id=request._request.org_access.org_id, email=data.validated_data["email"], role=data.validated_data["role"],
+            password=data.validated_data.get("password"), actor=_actor(request),
+        )
         return Response(MembershipOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 

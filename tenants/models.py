@@ -116,9 +116,15 @@ class Role(models.TextChoices):
 
 
 class Membership(TenantModel):
+    """A user in an org. One added by another org's admin while they already had an account is
+    an invitation until they accept it (`accepted_at` None): the org is not theirs meanwhile
+    (not in their switcher, no access), so nobody is put in a stranger's org unasked."""
+
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(default=timezone.now, null=True, blank=True,
+                                       help_text="When the user accepted; empty: invited, not yet a member.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["org", "user"], name="membership_unique_user")]

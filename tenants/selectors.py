@@ -45,6 +45,22 @@ def user_orgs(*, user_id: int) -> list[OrgAccess]:
         return [OrgAccess(*row) for row in cursor.fetchall()]
 
 
+@dataclass(frozen=True)
+class Invitation:
+    membership_id: int
+    org_id: int
+    org_name: str
+    role: str
+    invited_at: object
+
+
+def user_invitations(*, user_id: int) -> list[Invitation]:
+    """The memberships waiting for this user to accept them, across orgs."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT membership_id, org_id, org_name, role, invited_at FROM dac_user_invitations(%s)", [user_id])
+        return [Invitation(*row) for row in cursor.fetchall()]
+
+
 def api_token_lookup(*, prefix: str) -> TokenRecord | None:
     with connection.cursor() as cursor:
         cursor.execute(

@@ -23,7 +23,7 @@ from dac.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from dac.storable_text import unstorable_reason
 from tenants.context import Tenant, reset_tenant, set_tenant, tenant_context
 from tenants.models import ApiToken, Membership, Organization, Role, User, UserAgentPermission
-from tenants.selectors import api_token_lookup
+from tenants.selectors import Invitation, api_token_lookup, user_invitations
 
 TOKEN_PREFIX = "dac_"
 # last_used_at is a hint, not a ledger: writing it on every request would cost a write per call.
@@ -112,17 +112,54 @@ def ensure_not_demo(org_id: int, what: str) -> None:
         raise Forbidden(f"The demo sandbox cannot {what}: sign up for an organization of your own.")
 
 
-def membership_add(*, org_id: int, user: User, role: str, actor: Actor) -> Membership:
+def membership_add(*, org_id: int, user: User, role: str, actor: Actor, invited: bool = False) -> Membership:
+    """`invited`: the user already had an account, so the org becomes theirs once they accept
+    (membership_invitation_answer); until then it is neither in their switcher nor open to them."""
     ensure_not_demo(org_id, "add members")
     if role not in Role.values:
         raise ValidationFailed(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.", detail={"role": "invalid"})
     try:
         with transaction.atomic():
-            membership = Membership.objects.create(org_id=org_id, user=user, role=role)
+            membership = Membership.objects.create(org_id=org_id, user=user, role=role, accepted_at=None if invited else timezone.now())
     except IntegrityError:
-        raise Conflict(f"{user.email} is already a member.", detail={"user": "exists"}) from None
-    audit_record(org_id=org_id, actor=actor, event="membership.added", target=f"user:{user.pk}", details={"email": user.email, "role": role})
+        raise Conflict(f"{user.email} is already a member or invited.", detail={"user": "exists"}) from None
+    audit_record(org_id=org_id, actor=actor, event="membership.added", target=f"user:{user.pk}",
+                 details={"email": user.email, "role": role, "invited": invited})
     return membership
+
+
+def member_add_by_email(*, org_id: int, email: str, role: str, password: str | None, actor: Actor) -> Membership:
+    """The members page's and the API's "add a member": a new address gets an account with
+    `password` and is a member at once; an address that has an account already is invited (the
+    admin of one org cannot put a stranger's account in it unasked). One transaction."""
+    email = (email or "").strip().lower()
+    with transaction.atomic():
+        user = User.objects.filter(email=email).first()
+        if user is not None:
+            return membership_add(org_id=org_id, user=user, role=role, actor=actor, invited=True)
+        if not password:
+            raise ValidationFailed(f"No user {email} exists yet: give a password to create one.", detail={"password": "required"})
+        user = user_create(email=email, password=password)
+        return membership_add(org_id=org_id, user=user, role=role, actor=actor)
+
+
+def membership_invitation_answer(*, user: User, membership_id: int, accept: bool) -> Invitation:
+    """The invited user's answer: accepted, the org is theirs; declined, the invitation is gone.
+    Only their own pending invitation (any other id is a 404, whoever's it is)."""
+    invitation = next((i for i in user_invitations(user_id=user.pk) if i.membership_id == membership_id), None)
+    if invitation is None:
+        raise NotFound("No such invitation.")
+    with tenant_context(invitation.org_id), transaction.atomic():
+        pending = Membership.objects.select_for_update().filter(pk=membership_id, user=user, accepted_at__isnull=True)
+        if accept:
+            answered = pending.update(accepted_at=timezone.now())
+        else:
+            answered, _ = pending.delete()
+        if not answered:
+            raise NotFound("No such invitation.")
+        audit_record(org_id=invitation.org_id, actor=Actor.user(user), event="membership.accepted" if accept else "membership.declined",
+                     target=f"user:{user.pk}", details={"email": user.email, "role": invitation.role})
+    return invitation
 
 
 def _owners_count(org_id: int) -> int:

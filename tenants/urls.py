@@ -19,6 +19,7 @@ urlpatterns = [
     path("members/add/", demo.not_in_sandbox(views.member_add, back="tenants:members"), name="member_add"),
     path("members/<int:membership_id>/role/", views.member_role, name="member_role"),
     path("members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
+    path("invitations/<int:membership_id>/<str:answer>/", views.invitation_answer, name="invitation_answer"),
     path("tokens/", views.api_tokens, name="api_tokens"),
     path("tokens/create/", demo.not_in_sandbox(views.api_token_create, back="tenants:api_tokens"), name="api_token_create"),
     path("tokens/<int:token_id>/revoke/", views.api_token_revoke, name="api_token_revoke"),

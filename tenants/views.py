@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth import views as auth_views
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,12 +16,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.services import Actor
-from dac.errors import ApplicationError
+from dac.errors import ApplicationError, NotFound
 from tenants import selectors, services
 from tenants.decorators import org_admin_required, org_member_required
 from tenants.forms import ApiTokenCreateForm, LoginForm, MemberAddForm, RoleForm, SignupForm
 from tenants.middleware import SESSION_ORG_KEY
-from tenants.models import Membership, User
+from tenants.models import Membership
 from tenants.throttle import login_blocked, login_failed, login_succeeded
 
 
@@ -135,23 +134,39 @@ def members(request: HttpRequest) -> HttpResponse:
 def member_add(request: HttpRequest) -> HttpResponse:
     form = MemberAddForm(request.POST)
     if form.is_valid():
-        email = form.cleaned_data["email"].lower()
+        email, role = form.cleaned_data["email"].lower(), form.cleaned_data["role"]
         try:
-            with transaction.atomic():  # a new user and their membership, or neither
-                user = User.objects.filter(email=email).first()
-                if user is None:
-                    if not form.cleaned_data["password"]:
-                        raise ApplicationError(f"No user {email} exists yet: give a password to create one.")
-                    user = services.user_create(email=email, password=form.cleaned_data["password"])
-                services.membership_add(
-                    org_id=request.org_access.org_id, user=user, role=form.cleaned_data["role"], actor=Actor.user(request.user)
-                )
+            membership = services.member_add_by_email(org_id=request.org_access.org_id, email=email, role=role,
+                                                      password=form.cleaned_data["password"], actor=Actor.user(request.user))
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
-            messages.success(request, f"{email} added as {form.cleaned_data['role']}.")
+            if membership.accepted_at is None:
+                messages.success(request, f"{email} has an account already, so they are invited as {role}: "
+                                          "the organization is theirs once they accept (they see the invitation when they sign in).")
+            else:
+                messages.success(request, f"{email} added as {role}.")
             return redirect("tenants:members")
     return render(request, "tenants/members.html", _members_context(request, form), status=400)
+
+
+@require_POST
+@login_required
+def invitation_answer(request: HttpRequest, membership_id: int, answer: str) -> HttpResponse:
+    """The invited user accepts (the org is theirs, and the one they act in) or declines."""
+    if answer not in ("accept", "decline"):
+        raise Http404("Answer accept or decline.")
+    accept = answer == "accept"
+    try:
+        invitation = services.membership_invitation_answer(user=request.user, membership_id=membership_id, accept=accept)
+    except NotFound:
+        raise Http404("No such invitation.") from None
+    if not accept:
+        messages.success(request, f"Invitation to {invitation.org_name} declined.")
+        return redirect("tenants:home")
+    request.session[SESSION_ORG_KEY] = invitation.org_id
+    messages.success(request, f"You are now in {invitation.org_name} as {invitation.role}.")
+    return redirect("tenants:dashboard")
 
 
 def _membership_or_404(membership_id: int) -> Membership:

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarning
 
 MARK = "zqx-org-a-secret"  # in every piece of org A's data an attacker could see
 NEVER_OK = {200, 201, 202, 204}
-NOT_IDS = {"provider", "model_id"}  # URL parameters that name no object of an org
+NOT_IDS = {"provider", "model_id", "answer"}  # URL parameters that name no object of an org
 
 
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>|\(\?P<(\w+)>[^)]*\)")
@@ -79,6 +79,7 @@ def _ids(a, org_b) -> dict:
         "token_id": a["token"].pk,
         "key_id": a["key"].pk,
         "provider": "openai",
+        "answer": "accept",  # an invitation's
         "object_id": a["org"].pk,
         "content_type_id": 1,
         "id": a["org"].pk,  # admin: a user id

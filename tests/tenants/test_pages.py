@@ -195,3 +195,55 @@ def test_a_database_error_that_retrying_cannot_mend_is_not_reported_as_the_datab
     assert not database_unavailable(DataError("NUL")) and not database_unavailable(IntegrityError("duplicate"))
     assert api_exception_handler(DataError("NUL"), {}) is None  # left to the 500 handler
     assert api_exception_handler(OperationalError("down"), {}).status_code == 503
+
+
+@pytest.fixture
+def b_owner_client(org_b):
+    from django.test import Client
+
+    from tests.factories import member
+
+    client = Client()
+    client.force_login(member(org_b, "dave@example.com", "owner"))
+    return client
+
+
+def test_a_user_who_has_an_account_is_invited_not_put_in_another_org_unasked(b_owner_client, alice_client, alice, org_a, org_b):
+    """The owner of any org could add any registered address: the org appeared in that user's
+    switcher at once, and chatting there sent their messages to that org's keys."""
+    from tenants.selectors import user_invitations, user_orgs
+
+    response = b_owner_client.post("/members/add/", {"email": "alice@example.com", "role": "member"}, follow=True)
+    assert b"invited as member" in response.content and b"invited</span>" in response.content
+    assert [org.org_id for org in user_orgs(user_id=alice.pk)] == [org_a.pk]  # not in org B yet
+    assert alice_client.get("/threads/", headers={"X-Org-Id": str(org_b.pk)}).status_code == 404
+    [invitation] = user_invitations(user_id=alice.pk)
+    page = alice_client.get("/threads/")
+    assert b"Org B invites you to join as member" in page.content
+    assert alice_client.post(f"/invitations/{invitation.membership_id}/accept/").status_code == 302
+    assert {org.org_id for org in user_orgs(user_id=alice.pk)} == {org_a.pk, org_b.pk} and not user_invitations(user_id=alice.pk)
+    assert alice_client.get("/threads/", headers={"X-Org-Id": str(org_b.pk)}).status_code == 200
+    with tenant_context(org_b):
+        rows = list(AuditLog.objects.filter(event__startswith="membership.").order_by("seq"))
+    assert [(row.event, row.details.get("invited")) for row in rows] == [("membership.added", True), ("membership.accepted", None)]
+
+
+def test_an_invitation_declined_is_gone_and_only_its_user_may_answer_it(b_owner_client, alice_client, bob_client, alice, org_b):
+    from tenants.selectors import user_invitations, user_orgs
+
+    b_owner_client.post("/members/add/", {"email": "alice@example.com", "role": "admin"})
+    [invitation] = user_invitations(user_id=alice.pk)
+    assert bob_client.post(f"/invitations/{invitation.membership_id}/accept/").status_code == 404  # not bob's
+    assert alice_client.post(f"/invitations/{invitation.membership_id}/decline/").status_code == 302
+    assert not user_invitations(user_id=alice.pk) and org_b.pk not in [org.org_id for org in user_orgs(user_id=alice.pk)]
+    with tenant_context(org_b):
+        assert not Membership.objects.filter(user=alice).exists()
+        assert AuditLog.objects.filter(event="membership.declined").exists()
+    assert alice_client.post(f"/invitations/{invitation.membership_id}/accept/").status_code == 404  # answered already
+
+
+def test_a_new_address_with_a_password_is_a_member_at_once(b_owner_client, org_b):
+    from tenants.selectors import user_orgs
+
+    b_owner_client.post("/members/add/", {"email": "erin@example.com", "role": "member", "password": PASSWORD})
+    assert [org.org_id for org in user_orgs(user_id=User.objects.get(email="erin@example.com").pk)] == [org_b.pk]
