@@ -26,14 +26,15 @@ from tenants.services import agent_permission_set
 PAGE = "providers/provider_settings.html"
 
 
-def _page_context(request: HttpRequest) -> dict:
+def _page_context(request: HttpRequest, *, rejected: tuple[str, ProviderKeyForm] | None = None) -> dict:
+    """`rejected` is (provider, its bound form): that card shows the errors and what was typed."""
     is_admin = request.org_access.is_admin
+    providers = selectors.provider_settings_list(org_id=request.org_access.org_id)
     return {
-        "providers": selectors.provider_settings_list(org_id=request.org_access.org_id),
+        "cards": [(p, rejected[1] if rejected and rejected[0] == p.name else ProviderKeyForm()) for p in providers],
         "can_manage": is_admin,
         "permissions": selectors.member_permissions_list() if is_admin else [],
         "provider_names": CONFIGURABLE_PROVIDERS,
-        "form": ProviderKeyForm(),
     }
 
 
@@ -79,10 +80,10 @@ def provider_key_add_view(request: HttpRequest, provider: str) -> HttpResponse:
                 return _card(request, provider, notice=notice)
             messages.success(request, notice)
             return redirect("providers:settings")
+    # 422 with the form again: htmx swaps it in (static/js/ui.js), a plain POST shows the page.
     if request.htmx:
         return _card(request, provider, form=form, status=422)
-    messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
-    return redirect("providers:settings")
+    return render(request, PAGE, _page_context(request, rejected=(provider, form)), status=422)
 
 
 def _key_or_404(key_id: int):

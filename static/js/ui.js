@@ -1,5 +1,5 @@
 // Page-wide behaviour: the small-screen menu, the current page in the nav, times shown in the
-// reader's own time zone, and selects that submit on change.
+// reader's own time zone, selects that submit on change, and htmx swapping rejected forms (422).
 (function () {
   "use strict";
 
@@ -85,6 +85,14 @@
       nodes[i].textContent = text;
       nodes[i].title = when.toLocaleString();
     }
+  }
+
+  // A form the server rejects comes back as 422 with the form re-rendered around its errors
+  // (providers' key form). htmx 2 swaps no 4xx by default, so the errors would never show;
+  // swap 422 alone, and not as an error: other 4xx (a 404 page, a CSRF 403, a 400) still don't
+  // land inside a card. This script runs after htmx (both deferred, htmx first).
+  if (window.htmx) {
+    window.htmx.config.responseHandling.unshift({ code: "422", swap: true });
   }
 
   document.addEventListener("change", function (event) {
