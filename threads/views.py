@@ -81,14 +81,19 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
 
 @require_POST
 @org_member_required
+@vary_on_headers("HX-Request")
 def thread_rename(request: HttpRequest, thread_id: int) -> HttpResponse:
     thread = _thread_or_404(thread_id)
+    title = request.POST.get("title", "")
     try:
-        thread_update(thread=thread, title=request.POST.get("title", ""))
+        thread_update(thread=thread, title=title)
     except ApplicationError as exc:
+        if request.htmx:  # said in the open Rename form now, not queued for the next page
+            context = {"thread": thread, "rename_error": exc.message, "rename_title": title}
+            return render(request, "threads/thread_detail.html#thread-heading", context)
         flash.error(request, exc.message)
     if request.htmx:
-        return render(request, "threads/thread_detail.html#thread-title", {"thread": thread})
+        return render(request, "threads/thread_detail.html#thread-heading", {"thread": thread})
     return redirect("threads:detail", thread_id=thread.pk)
 
 

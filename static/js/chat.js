@@ -233,6 +233,22 @@
   }
   box.querySelectorAll('.message[data-status="streaming"]').forEach((article) => pollUntilDone(article, 80));
 
+  // ---------------------------------------------------------------- rename
+
+  // A rename swaps the heading (the title and its Rename form) for the server's: the form stays
+  // open with the reason when the title was refused, and closes when it was saved. Keep the
+  // keyboard focus there rather than lose it with the old form.
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const heading = event.target;
+    if (heading.id !== "thread-heading") return;
+    if (heading.querySelector("#rename-error")) {
+      heading.querySelector("#rename").focus();
+      return;
+    }
+    document.title = heading.querySelector("#thread-title").textContent + " · DAC";
+    if (!document.activeElement || document.activeElement === document.body) heading.querySelector("summary").focus();
+  });
+
   if (!form) return; // an archived thread: read-only
 
   // ---------------------------------------------------------------- alerts
@@ -277,6 +293,12 @@
     if (!code) {
       if (response.status === 401) return showAlert("not_authenticated");
       if (response.status === 403) return showAlert("stale");
+      // Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE (a huge paste) before the view
+      // can say how long the message is; trying again as it is would fail the same way.
+      if (response.status === 400 || response.status === 413) {
+        textarea.focus();
+        return showAlert("validation_error", "DAC could not read this message (HTTP " + response.status + "). If it is very long, shorten it, then send it again.");
+      }
       return showAlert("default", "Something went wrong on DAC's side (HTTP " + response.status + "). Try again in a moment.");
     }
     if (code === "not_authenticated") return showAlert("not_authenticated");
