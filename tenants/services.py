@@ -149,16 +149,16 @@ def membership_invitation_answer(*, user: User, membership_id: int, accept: bool
     invitation = next((i for i in user_invitations(user_id=user.pk) if i.membership_id == membership_id), None)
     if invitation is None:
         raise NotFound("No such invitation.")
+    answer = {"org_id": invitation.org_id, "actor": Actor.user(user), "target": f"user:{user.pk}",
+              "details": {"email": user.email, "role": invitation.role}}
     with tenant_context(invitation.org_id), transaction.atomic():
         pending = Membership.objects.select_for_update().filter(pk=membership_id, user=user, accepted_at__isnull=True)
-        if accept:
-            answered = pending.update(accepted_at=timezone.now())
+        if accept and pending.update(accepted_at=timezone.now()):
+            audit_record(event="membership.accepted", **answer)
+        elif not accept and pending.delete()[0]:
+            audit_record(event="membership.declined", **answer)
         else:
-            answered, _ = pending.delete()
-        if not answered:
             raise NotFound("No such invitation.")
-        audit_record(org_id=invitation.org_id, actor=Actor.user(user), event="membership.accepted" if accept else "membership.declined",
-                     target=f"user:{user.pk}", details={"email": user.email, "role": invitation.role})
     return invitation
 
 
