@@ -5,6 +5,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.services import Actor
 from routing import rules
 from routing.services import org_routing, routing_settings_update
 from tenants.permissions import IsOrgAdmin, IsOrgMember
@@ -68,5 +69,5 @@ class RoutingSettingsApi(APIView):
             self.permission_denied(request, message=IsOrgAdmin.message)
         data = RoutingSettingsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        routing_settings_update(org_id=request._request.org_access.org_id, **data.validated_data)
+        routing_settings_update(org_id=request._request.org_access.org_id, actor=Actor.of_request(request._request), **data.validated_data)
         return self.get(request)

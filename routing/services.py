@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.db import transaction
+
+from audit.services import Actor, audit_record
 from dac.errors import Forbidden, ValidationFailed
 from dac.org_cache import PerOrgCache
 from dac.storable_text import unstorable_reason
@@ -81,7 +84,17 @@ def _load_org_routing() -> OrgRouting:
     return OrgRouting(row.rule_order or None, frozenset(row.disabled_rules or ()), dict(row.models or {}))
 
 
-def routing_settings_update(*, org_id: int, rule_order: list[str] | None = None, disabled_rules: list[str] | None = None, models: dict[str, str] | None = None) -> RoutingSettings:
+def routing_settings_update(
+    *,
+    org_id: int,
+    actor: Actor | None = None,
+    rule_order: list[str] | None = None,
+    disabled_rules: list[str] | None = None,
+    models: dict[str, str] | None = None,
+) -> RoutingSettings:
+    """Change an org's routing (admins); None keeps a value. A change is audited
+    ("routing.settings": each setting that changed, before and after, as the rules apply it);
+    `actor` is who made it (None: the system, for commands and tests)."""
     names = list(rules.RULE_NAMES)
     if rule_order is not None:
         if sorted(rule_order) != sorted(names):
@@ -101,15 +114,37 @@ def routing_settings_update(*, org_id: int, rule_order: list[str] | None = None,
                 raise ValidationFailed(f"The model for {rule} must be a name of 1-200 characters.", detail={"models": rule})
             if reason := unstorable_reason(f"The model for {rule}", model):
                 raise ValidationFailed(reason, detail={"models": rule})
-    row, _ = RoutingSettings.objects.get_or_create(org_id=org_id)
-    if rule_order is not None:
-        row.rule_order = rule_order
-    if disabled_rules is not None:
-        row.disabled_rules = sorted(set(disabled_rules))
-    if models is not None:
-        row.models = {rule: model.strip() for rule, model in models.items()}
-    row.save()
+    with transaction.atomic():  # the change and its audit record commit together
+        row, _ = RoutingSettings.objects.select_for_update().get_or_create(org_id=org_id)
+        before = _effective(row)
+        if rule_order is not None:
+            row.rule_order = rule_order
+        if disabled_rules is not None:
+            row.disabled_rules = sorted(set(disabled_rules))
+        if models is not None:
+            row.models = {rule: model.strip() for rule, model in models.items()}
+        row.save()
+        after = _effective(row)
+        changed = [name for name in after if after[name] != before[name]]
+        if changed:
+            audit_record(
+                org_id=org_id,
+                actor=actor or Actor.system(),
+                event="routing.settings",
+                target=f"org:{org_id}",
+                details={"before": {name: before[name] for name in changed}, "after": {name: after[name] for name in changed}},
+            )
     return row
+
+
+def _effective(row: RoutingSettings) -> dict:
+    """The settings as routing applies them (an empty order is the default order, a rule with no
+    model its default model), so a save that changes nothing the rules do is no change."""
+    return {
+        "rule_order": list(row.rule_order or rules.RULE_NAMES),
+        "disabled_rules": sorted(row.disabled_rules or ()),
+        "models": {rule: (row.models or {}).get(rule) or rules.DEFAULT_MODELS[rule] for rule in rules.RULE_NAMES},
+    }
 
 
 def plan_route(

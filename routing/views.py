@@ -5,6 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from audit.services import Actor
 from dac.errors import ApplicationError
 from routing import rules
 from routing.services import org_routing, routing_settings_update
@@ -53,7 +54,9 @@ def routing_settings_save(request: HttpRequest) -> HttpResponse:
     disabled = [name for name in names if name != "default" and request.POST.get(f"enabled_{name}") != "on"]
     models = {name: request.POST.get(f"model_{name}", "").strip() or rules.DEFAULT_MODELS[name] for name in names}
     try:
-        routing_settings_update(org_id=request.org_access.org_id, rule_order=order, disabled_rules=disabled, models=models)
+        routing_settings_update(
+            org_id=request.org_access.org_id, actor=Actor.of_request(request), rule_order=order, disabled_rules=disabled, models=models
+        )
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

@@ -72,7 +72,8 @@ def test_filter_by_event_actor_and_date(alice_client, events):
     html = alice_client.get("/audit/?event=provider_key.*").content.decode()
     assert "provider_key:1" in html and "thread:1" not in html
     today = timezone.now().date()
-    assert "thread:1" in alice_client.get(f"/audit/?since={today}&until={today}").content.decode()
+    response = alice_client.get(f"/audit/?since={today}&until={today}")  # a 400 lists every entry, unfiltered
+    assert response.status_code == 200 and "thread:1" in response.content.decode()
     tomorrow = today + timedelta(days=1)
     assert "No entries match." in alice_client.get(f"/audit/?since={tomorrow}").content.decode()
 
