@@ -43,7 +43,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     try:
         filters = audit_filters_parse(request.GET)
     except ValidationFailed as exc:
-        filters, status, error = AuditFilters(), 400, exc.message
+        # With htmx a 422, which it swaps in (static/js/ui.js): the results say what was wrong.
+        filters, status, error = AuditFilters(), 422 if request.htmx else 400, exc.message
     page = Paginator(audit_list(filters=filters), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "page": page,

@@ -90,6 +90,12 @@ def test_htmx_filtering_returns_the_results_partial(alice_client, events):
     assert "HX-Request" in response["Vary"]
 
 
+def test_htmx_filtering_with_a_bad_date_answers_what_htmx_swaps_in(alice_client, events):
+    """It answered 400, which htmx 2 does not swap: the results stayed as they were, with no word."""
+    response = alice_client.get("/audit/?since=yesterday", headers={"HX-Request": "true"})
+    assert response.status_code == 422 and "since: use a date" in response.content.decode()
+
+
 def test_pagination(alice_client, org_a, events):
     with tenant_context(org_a):
         for i in range(60):
