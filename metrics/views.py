@@ -92,7 +92,7 @@ def usage(request: HttpRequest) -> HttpResponse:
     try:
         window = selectors.window_parse(request.GET.get("window"))
     except ValidationFailed as exc:
-        window, status = selectors.DEFAULT_WINDOW, 400
+        window, status = selectors.DEFAULT_WINDOW, 422 if request.htmx else 400  # 422: htmx swaps it in
         request.window_error = exc.message
     context = usage_context(window=window)
     context["window_error"] = getattr(request, "window_error", "")

@@ -87,14 +87,14 @@ def _load_org_routing() -> OrgRouting:
 def routing_settings_update(
     *,
     org_id: int,
-    actor: Actor | None = None,
+    actor: Actor,
     rule_order: list[str] | None = None,
     disabled_rules: list[str] | None = None,
     models: dict[str, str] | None = None,
 ) -> RoutingSettings:
     """Change an org's routing (admins); None keeps a value. A change is audited
     ("routing.settings": each setting that changed, before and after, as the rules apply it);
-    `actor` is who made it (None: the system, for commands and tests)."""
+    `actor` is who made it."""
     names = list(rules.RULE_NAMES)
     if rule_order is not None:
         if sorted(rule_order) != sorted(names):
@@ -129,7 +129,7 @@ def routing_settings_update(
         if changed:
             audit_record(
                 org_id=org_id,
-                actor=actor or Actor.system(),
+                actor=actor,
                 event="routing.settings",
                 target=f"org:{org_id}",
                 details={"before": {name: before[name] for name in changed}, "after": {name: after[name] for name in changed}},

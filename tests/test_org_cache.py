@@ -49,7 +49,7 @@ def test_the_cached_copy_cannot_be_changed_by_a_caller(org_a):
 def test_routing_settings_changes_are_seen_at_once(org_a):
     with tenant_context(org_a):
         assert org_routing().disabled == frozenset()
-        routing_settings_update(org_id=org_a.id, disabled_rules=["structured"])
+        routing_settings_update(org_id=org_a.id, actor=Actor.system(), disabled_rules=["structured"])
         assert org_routing().disabled == frozenset({"structured"})
 
 

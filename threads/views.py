@@ -136,7 +136,10 @@ async def message_send_view(request: HttpRequest, thread_id: int) -> HttpRespons
     provider = request.POST.get("provider") or None
     options = SendOptions(provider=None if provider == "auto" else provider, stream=True)
     try:
-        handle = await message_send(caller=caller, thread_id=thread_id, content=request.POST.get("content", ""), options=options)
+        # A form sends a textarea's line breaks as CRLF: one character each, as the user typed them
+        # and as the limit counts them.
+        content = request.POST.get("content", "").replace("\r\n", "\n")
+        handle = await message_send(caller=caller, thread_id=thread_id, content=content, options=options)
     except ApplicationError as exc:
         if wants_stream:
             response = JsonResponse(error_body(exc.code, exc.message, exc.detail), status=exc.status)

@@ -69,6 +69,11 @@ def test_an_unknown_window_is_400_with_a_message(alice_client, usage_data):
     assert "window must be one of" in response.content.decode()
 
 
+def test_an_unknown_window_asked_by_htmx_is_a_422_it_swaps_in(alice_client, usage_data):
+    response = alice_client.get("/usage/?window=5y", headers={"HX-Request": "true"})
+    assert response.status_code == 422 and "window must be one of" in response.content.decode()
+
+
 def test_anonymous_is_sent_to_log_in(client):
     assert client.get("/usage/").status_code == 302
 

@@ -6,6 +6,7 @@ from django.test import Client
 
 from audit.models import AuditLog
 from audit.selectors import audit_chain_status
+from audit.services import Actor
 from routing import rules
 from routing.services import routing_settings_update
 from tenants.context import tenant_context
@@ -101,9 +102,9 @@ def test_charlie_gets_404_for_org_a_and_nothing_is_recorded(charlie_client, org_
     assert _changes(org_a) == [] and _changes(org_b) == []
 
 
-def test_a_change_without_a_named_actor_is_the_systems(org_a):
+def test_a_change_made_by_the_system_says_so(org_a):
     with tenant_context(org_a):
-        routing_settings_update(org_id=org_a.id, models={"web": "sonar-reasoning"})
+        routing_settings_update(org_id=org_a.id, actor=Actor.system(), models={"web": "sonar-reasoning"})
     [change] = _changes(org_a)
     assert change.actor_type == "system"
     assert change.details["after"]["models"]["web"] == "sonar-reasoning"

@@ -98,6 +98,23 @@ def test_no_js_send_waits_and_redirects(alice_client, org_a):
         assert Message.objects.filter(thread=thread, role="assistant", status="complete").exists()
 
 
+@pytest.mark.django_db(transaction=True)  # the pipeline's steps run on pool threads: data must be committed
+def test_line_breaks_the_browser_sends_as_crlf_count_once_and_are_kept_as_typed(alice_client, org_a):
+    """A form sends a textarea's line breaks as CRLF: a message of many short lines was refused
+    as over the limit (32,000) while the box showed fewer characters, and was saved with the CRs."""
+    thread = _thread(org_a)
+    sent = "\r\n".join(["a"] * 12_000)  # 23,999 characters as typed, 35,998 as sent
+    response = alice_client.post(f"/threads/{thread.pk}/messages/", {"content": sent})
+    assert response.status_code == 302
+    with tenant_context(org_a):
+        assert Message.objects.get(thread=thread, role="user").content == "\n".join(["a"] * 12_000)
+
+
+def test_the_rename_box_does_not_cut_a_long_title(alice_client, org_a):
+    page = alice_client.get(f"/threads/{_thread(org_a).pk}/").content.decode()
+    assert "maxlength" not in re.search(r'<input id="rename"[^>]*>', page)[0]  # the server says "200 at most" instead
+
+
 def test_empty_message_from_the_page_is_an_error_and_writes_nothing(alice_client, org_a):
     thread = _thread(org_a)
     response = alice_client.post(f"/threads/{thread.pk}/messages/", {"content": "  "}, headers={"Accept": "text/event-stream"})
