@@ -28,6 +28,7 @@ from providers.adapters import ADAPTERS, REASONING_EFFORTS, ResponseFormat, Samp
 from tenants.authentication import bearer_token
 from tenants.context import Tenant, reset_tenant, set_tenant
 from tenants.middleware import OrgHeaderInvalid, parse_org_header
+from tenants.selectors import OrgAccess
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
 from threads.models import Status
 from threads.services import Caller, SendOptions, message_send
@@ -83,6 +84,8 @@ async def _authenticate(request: HttpRequest):
         except TokenInvalid as exc:
             raise GatewayError(401, str(exc), code="invalid_api_key") from None
     _check_org_header(request, token.org_id)
+    # As the REST API's token authentication does: the request is the org's, for its metrics too.
+    request.org_access = OrgAccess(org_id=token.org_id, slug="", name="", role="member")
     return token
 
 

@@ -54,6 +54,20 @@ def test_api_token_requests_are_recorded_for_the_tokens_org(org_a, org_b):
     assert row["route"] == "/api/v1/members/" and row["status"] == 200
 
 
+def test_gateway_requests_are_recorded_for_the_tokens_org(asgi_server, org_a, org_b):
+    """They reached Prometheus but not the org's usage: the gateway authenticates by itself and
+    left the request without its org."""
+    import httpx
+
+    token = api_token_for(org_b, "ci")
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"model": "demo/demo-1", "messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(f"{asgi_server.url}/v1/chat/completions", json=body, headers=headers, timeout=20).status_code == 200
+    assert httpx.get(f"{asgi_server.url}/v1/models", headers=headers, timeout=20).status_code == 200
+    assert _rows(org_a) == []
+    assert {(row["route"], row["status"]) for row in _rows(org_b)} == {("/v1/chat/completions", 200), ("/v1/models", 200)}
+
+
 def test_requests_without_an_org_reach_prometheus_only(client, org_a):
     labels = {"method": "GET", "route": "/login/", "status": "200"}
     before = REGISTRY.get_sample_value("dac_http_requests_total", labels) or 0
