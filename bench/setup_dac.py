@@ -42,7 +42,7 @@ django.setup()
 
 from audit.models import AuditLog  # noqa: E402
 from audit.services import Actor, AuditEvent, audit_records  # noqa: E402
-from providers.models import MAX_REQUESTS_PER_DAY, MAX_TOKENS_PER_DAY, ProviderKey  # noqa: E402
+from providers.models import MAX_REQUESTS_PER_DAY, MAX_TOKENS_PER_DAY  # noqa: E402
 from providers.services.keys import provider_key_add  # noqa: E402
 from providers.services.limits import quota_limit_set  # noqa: E402
 from tenants.context import operator_context, tenant_context  # noqa: E402
@@ -67,9 +67,7 @@ def main() -> int:
     with tenant_context(org):
         token = api_token_create(org_id=org.id, name=f"bench {time.strftime('%Y-%m-%d %H:%M:%S')}", created_by=None, actor=ACTOR)
         key = provider_key_add(org_id=org.id, provider="openai_compatible", api_key="sk-bench-upstream-dummy",
-                               label="bench upstream", base_url=args.base_url, actor=ACTOR)
-        # No service sets `default_model` (nothing in the app writes it yet): set it directly.
-        ProviderKey.objects.filter(pk=key.pk).update(default_model="bench-model")
+                               label="bench upstream", base_url=args.base_url, default_model="bench-model", actor=ACTOR)
         quota_limit_set(org_id=org.id, requests_per_day=MAX_REQUESTS_PER_DAY, tokens_per_day=MAX_TOKENS_PER_DAY, actor=ACTOR)
     if not args.no_vacuum:
         fill(floor_org)

@@ -20,6 +20,7 @@ class ProviderKeyOutputSerializer(serializers.Serializer):
     label = serializers.CharField()
     masked = serializers.CharField(help_text="First 8 and last 4 characters; the key itself is never returned.")
     base_url = serializers.CharField()
+    default_model = serializers.CharField()
     is_active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
@@ -37,6 +38,9 @@ class ProviderKeyListApi(APIView):
         api_key = serializers.CharField(write_only=True, max_length=2000, trim_whitespace=True)
         label = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
         base_url = serializers.CharField(required=False, allow_blank=True, max_length=600, default="")
+        default_model = serializers.CharField(required=False, allow_blank=True, max_length=200, default="",
+                                              help_text="Asked for when neither the request nor the routing rule names a model "
+                                                        "(an OpenAI-compatible server's: e.g. llama3.2).")
 
     @extend_schema(responses=ProviderKeyOutputSerializer(many=True))
     def get(self, request):

@@ -68,6 +68,7 @@ def provider_key_add_view(request: HttpRequest, provider: str) -> HttpResponse:
                 api_key=form.cleaned_data["api_key"],
                 label=form.cleaned_data["label"],
                 base_url=form.cleaned_data["base_url"],
+                default_model=form.cleaned_data["default_model"],
                 actor=Actor.user(request.user),
                 created_by=request.user,
             )

@@ -14,6 +14,7 @@ from django.utils import timezone
 from audit.services import Actor, audit_record
 from dac.errors import NotFound, ValidationFailed
 from dac.org_cache import PerOrgCache
+from dac.storable_text import unstorable_reason
 from providers import vault
 from providers.adapters import PROVIDER_NAMES, ProviderError, get_adapter
 from providers.models import ProviderKey
@@ -47,12 +48,25 @@ def _validate(provider: str, api_key: str, base_url: str) -> tuple[str, str]:
     return api_key, base_url
 
 
-def provider_key_add(*, org_id: int, provider: str, api_key: str, label: str = "", base_url: str = "", actor: Actor, created_by=None) -> ProviderKey:
-    """Store a key as the provider's active key (the previous one stays, inactive)."""
+def _checked_model(name: str) -> str:
+    name = (name or "").strip()
+    if len(name) > 200:
+        raise ValidationFailed("The default model name is too long (200 characters at most).", detail={"default_model": "too_long"})
+    if reason := unstorable_reason("The default model name", name):
+        raise ValidationFailed(reason, detail={"default_model": "unstorable"})
+    return name
+
+
+def provider_key_add(*, org_id: int, provider: str, api_key: str, label: str = "", base_url: str = "", default_model: str = "",
+                     actor: Actor, created_by=None) -> ProviderKey:
+    """Store a key as the provider's active key (the previous one stays, inactive). `default_model`:
+    the model asked for when neither the request nor the routing rule names one (an
+    OpenAI-compatible server has no model DAC could guess: Ollama's llama3.2, vLLM's served name)."""
     from tenants.services import ensure_not_demo
 
     ensure_not_demo(org_id, "store provider keys")
     api_key, base_url = _validate(provider, api_key, base_url)
+    default_model = _checked_model(default_model)
     label = (label or "").strip()[:100]
     with transaction.atomic():
         ProviderKey.objects.filter(org_id=org_id, provider=provider, is_active=True).update(is_active=False)
@@ -63,12 +77,13 @@ def provider_key_add(*, org_id: int, provider: str, api_key: str, label: str = "
             ciphertext=vault.encrypt(api_key, org_id=org_id),
             masked=vault.mask(api_key),
             base_url=base_url,
+            default_model=default_model,
             is_active=True,
             created_by=created_by,
         )
         audit_record(
             org_id=org_id, actor=actor, event="provider_key.added", target=f"provider_key:{key.pk}",
-            details={"provider": provider, "masked": key.masked, "label": label, "base_url": base_url},
+            details={"provider": provider, "masked": key.masked, "label": label, "base_url": base_url, "default_model": default_model},
         )
     return key
 

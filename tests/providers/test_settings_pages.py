@@ -27,6 +27,29 @@ def test_admin_adds_a_key_with_htmx_and_gets_the_card_back(alice_client, org_a):
         assert ProviderKey.objects.get().label == "prod"
 
 
+def test_an_openai_compatible_key_takes_its_default_model_on_the_page_and_the_api(alice_client, org_a, settings):
+    """Nothing an org admin could reach set it: every call to an OpenAI-compatible server asked
+    for the model "default" (Ollama: 'model "default" not found'), and /v1/models listed none."""
+    from threads.gateway import _model_ids
+
+    settings.DAC_ALLOW_PRIVATE_BASE_URLS = True
+    response = alice_client.post("/settings/providers/openai_compatible/keys/",
+                                 {"api_key": SECRET, "base_url": "http://127.0.0.1:11434/v1", "default_model": " llama3.2 "},
+                                 headers={"HX-Request": "true"})
+    assert response.status_code == 200 and b"model llama3.2" in response.content
+    with tenant_context(org_a):
+        assert ProviderKey.objects.get(is_active=True).default_model == "llama3.2"
+    assert "openai_compatible/llama3.2" in _model_ids(org_a.id)  # what GET /v1/models lists
+    made = alice_client.post("/api/v1/provider-keys/", {"provider": "openai_compatible", "api_key": SECRET,
+                                                        "base_url": "http://127.0.0.1:8000/v1", "default_model": "qwen2.5"},
+                             content_type="application/json")
+    assert made.status_code == 201 and made.json()["default_model"] == "qwen2.5"
+    too_long = alice_client.post("/settings/providers/openai_compatible/keys/",
+                                 {"api_key": SECRET, "base_url": "http://127.0.0.1:11434/v1", "default_model": "m" * 201},
+                                 headers={"HX-Request": "true"})
+    assert too_long.status_code == 422 and b'id="openai_compatible-default_model-error"' in too_long.content
+
+
 def test_inline_validation_error_comes_back_in_the_card(alice_client, org_a):
     response = alice_client.post("/settings/providers/openai/keys/", {"api_key": "bad key"}, headers={"HX-Request": "true"})
     assert response.status_code == 422
