@@ -361,6 +361,31 @@ def test_stop_keeps_what_arrived_as_the_answer(asgi_server, org_a, token_a, alic
     assert tokens_counted(org_a, "openrouter") == counted_without_usage(sent, answer.content) < estimate_tokens(sent)
 
 
+def test_stop_before_the_first_byte_takes_effect_at_once(asgi_server, org_a, token_a, alice, fakes):
+    """Stop did nothing until the provider sent its first piece: with a provider slow to answer
+    (a reasoning model thinking), the page showed "Stopping…" for as long as it took."""
+    fakes["openrouter"].behaviour = Behaviour(text="late answer", delay=6)
+    thread = _thread(org_a)
+    client = Client()
+    client.force_login(alice)
+    with httpx.Client(base_url=asgi_server.url, headers={"Authorization": f"Bearer {token_a}"}, timeout=20) as http:
+        with http.stream("POST", f"/api/v1/threads/{thread.pk}/messages/", json={"content": "chat with me", "stream": True}) as response:
+            lines = []
+            for line in response.iter_lines():
+                lines.append(line)
+                if line.startswith("data:") and len(lines) == 2:  # the start event: the answer's id
+                    time.sleep(0.5)  # the provider has the request and sends nothing
+                    stopped_at = time.monotonic()
+                    start = json.loads(line[5:])
+                    assert client.post(f"/threads/{thread.pk}/messages/{start['message_id']}/stop/").status_code == 204
+            ended = time.monotonic()
+    assert _sse_events(lines)[-1][0] == "done", lines
+    assert ended - stopped_at < 3, ended - stopped_at  # not the provider's 6 s
+    with tenant_context(org_a):
+        answer = Message.objects.get(thread=thread, role="assistant")
+    assert (answer.status, answer.content, answer.error_message) == ("complete", "", "Stopped.")
+
+
 def _post_and_leave(url: str, path: str, body: bytes, headers: dict[str, str]) -> None:
     """Send a POST and close the connection before anything of the response is read."""
     import socket

@@ -149,6 +149,8 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
             _stopped(answer, candidate, call_started, None)
             answer.not_sent = True
             return None, produced
+        stop_pressed: list[bool] = []
+        watching = _watch_for_stop(handle, asyncio.current_task(), stop_pressed)
         try:
             handle.provider_waiter = asyncio.current_task()  # abandon() cancels it: a stalled provider is not waited for
             try:
@@ -186,11 +188,13 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                         stop=options.stop, response_format=options.response_format, tools=options.tools, sampling=options.sampling,
                         timeout=settings.DAC_PROVIDER_TIMEOUT)
             except asyncio.CancelledError:
-                if not handle.abandoned or asyncio.current_task().uncancel() > 0:
+                if not (handle.abandoned or stop_pressed) or asyncio.current_task().uncancel() > 0:
                     raise  # cancelled for another reason
                 answer.stopped = True
             finally:
                 handle.provider_waiter = None
+                if watching is not None:
+                    watching.cancel()
             if answer.stopped:
                 _stopped(answer, candidate, call_started, first_token_at)
                 record.note_call(handle, candidate, None, None, answer.latency_ms or 0.0, answer.first_token_ms)
@@ -296,6 +300,24 @@ def _stopped(answer: Answer, candidate: Candidate, call_started: float, first_to
     answer.first_token_ms = _ms_since(call_started, first_token_at)
     answer.finish_reason = "stop"
     answer.error_message = STOPPED_MESSAGE
+
+
+def _watch_for_stop(handle: SendHandle, waiter: asyncio.Task, pressed: list[bool]) -> asyncio.Task | None:
+    """A thread's answer: Stop takes effect at once, also while the provider has sent nothing yet
+    (a slow first byte, a reasoning model thinking), not at its next piece. Polls the flag
+    message_stop sets (any worker) as the stream loop does, and cancels the waiting call."""
+    if handle.assistant_message_id is None:
+        return None  # nothing can press Stop on a call without a thread
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(STOP_CHECK_SECONDS)
+            if await _stop_requested(handle):
+                pressed.append(True)
+                waiter.cancel()
+                return
+
+    return asyncio.ensure_future(watch())
 
 
 async def _stop_requested(handle: SendHandle) -> bool:
