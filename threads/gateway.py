@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import re
 import secrets
 import time
@@ -435,7 +436,9 @@ async def _answer_and_response(handle: SendHandle) -> tuple[Answer, HttpResponse
 def _complete(handle: SendHandle, answer: Answer) -> HttpResponse:
     if answer.status != "complete":
         status, type_ = _FAILURE_STATUS.get(answer.error_category, (502, "upstream_error"))
-        return GatewayError(status, answer.error_message, type_=type_, code=answer.error_category).response()
+        # The provider's Retry-After, passed on: clients back off for as long as it asked.
+        headers = {"Retry-After": str(math.ceil(answer.retry_after))} if answer.retry_after else None
+        return GatewayError(status, answer.error_message, type_=type_, code=answer.error_category, headers=headers).response()
     body = {
         "id": _completion_id(),
         "object": "chat.completion",

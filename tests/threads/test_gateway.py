@@ -443,6 +443,15 @@ def test_stop_sequences_end_the_answer_before_them_on_every_provider(sdk, fakes,
         assert sent["stop"] == ["\nObservation:", "STOP"]
 
 
+def test_a_providers_retry_after_is_passed_on(asgi_server, token_a, fakes):
+    """A provider's 429 became a 503 without its Retry-After: clients retried at once, or never."""
+    fakes["openrouter"].behaviour = Behaviour(error="rate_limited", retry_after=7)
+    response = httpx.post(f"{asgi_server.url}/v1/chat/completions", json={"model": "openrouter/meta/llama", "messages": [_USER]},
+                          headers={"Authorization": f"Bearer {token_a}"}, timeout=20)
+    assert response.status_code == 503 and response.json()["error"]["code"] == "rate_limited"
+    assert response.headers["Retry-After"] == "7"
+
+
 def test_sampling_fields_are_passed_on_not_dropped(sdk, fakes):
     """top_p, seed and the penalties were accepted and dropped: the provider used its defaults."""
     fakes["openrouter"].behaviour = Behaviour(text="fine")

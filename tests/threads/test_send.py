@@ -97,6 +97,15 @@ def test_timeout_and_5xx_are_retried_on_the_same_provider(api, org_a, fakes):
     assert len(fakes["openrouter"].requests) == 2
 
 
+def test_a_failed_answers_latency_is_what_the_caller_waited_retries_included(api, org_a, fakes):
+    """It was the last attempt's alone: 1-6 ms shown for an answer that took three tries over
+    most of a second."""
+    fakes["openrouter"].behaviour = Behaviour(error="unavailable")
+    response = _send(api, _thread(org_a), "brainstorm names for a bakery", provider="openrouter")
+    assert response.status_code == 502 and len(fakes["openrouter"].requests) == 3
+    assert response.json()["error"]["detail"]["message"]["latency_ms"] >= 250  # the back-off between the tries, at least
+
+
 def test_a_failing_provider_falls_back_to_the_next(api, org_a, fakes):
     fakes["perplexity"].behaviour = Behaviour(error="unavailable")
     thread = _thread(org_a)

@@ -104,6 +104,7 @@ async def _answer_chain(handle: SendHandle, answer: Answer) -> None:
     answer.status = Status.FAILED
     answer.error_category = error.category
     answer.error_message = _user_message_for(error, candidate.provider, produced)
+    answer.retry_after = error.retry_after
     await record.finish(handle, answer)
     handle.queue.put_nowait(Failed(answer))
 
@@ -142,6 +143,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
     # behind the first step of the call, which sends the request on a kept-alive connection
     # (on a new one it runs while connecting).
     asyncio.get_running_loop().call_soon(record.request_hash, handle, candidate)
+    first_started = time.perf_counter()  # a failure's latency is what the caller waited, retries included
     for attempt in range(attempts):
         call_started = time.perf_counter()
         first_token_at = None
@@ -203,7 +205,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
             elapsed = (time.perf_counter() - call_started) * 1000
             record.note_call(handle, candidate, None, error, elapsed, _ms_since(call_started, first_token_at))
             if produced or error.category not in RETRYABLE or attempt == attempts - 1 or handle.abandoned:
-                _fill_failure(answer, candidate, elapsed)
+                _fill_failure(answer, candidate, (time.perf_counter() - first_started) * 1000)
                 return error, produced
             await asyncio.sleep(_backoff(attempt, error))
             continue

@@ -107,6 +107,7 @@ class Answer:
     finish_reason: str = ""
     error_category: str = ""
     error_message: str = ""
+    retry_after: float | None = None  # a failed answer's: when the provider said to come back (seconds)
     routing: dict = field(default_factory=dict)
     message_id: int | None = None
     stopped: bool = False
