@@ -42,14 +42,20 @@ def authenticate_token_request(request) -> TokenUser:
     if not plaintext:
         raise TokenInvalid("Missing API token.")
     token = api_token_authenticate(plaintext=plaintext)
+    token_org_bind(request, token)
+    request.api_token = token
+    set_tenant(Tenant(org_id=token.org_id))  # the middleware resets it when the response leaves
+    return TokenUser(token)
+
+
+def token_org_bind(request, token) -> None:
+    """The request acts in the token's org (the REST API's and the gateway's): `X-Org-Id`, when
+    sent, must name it (OrgHeaderInvalid: 400 for garbage, 404 for another org), and a token acts
+    with member rights (admin operations need a signed-in admin)."""
     header_org = parse_org_header(request.headers.get("X-Org-Id"))
     if header_org is not None and header_org != token.org_id:
         raise OrgHeaderInvalid(404, "No organization with that X-Org-Id for this token.")
-    request.api_token = token
-    # Tokens act with member rights; admin operations need a signed-in admin.
     request.org_access = OrgAccess(org_id=token.org_id, slug="", name="", role="member")
-    set_tenant(Tenant(org_id=token.org_id))  # the middleware resets it when the response leaves
-    return TokenUser(token)
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):

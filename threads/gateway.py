@@ -26,10 +26,9 @@ from dac.errors import ApplicationError, openai_error_body, openai_error_respons
 from dac.storable_text import unstorable
 from metrics.services import overhead_observe
 from providers.adapters import ADAPTERS, REASONING_EFFORTS, ResponseFormat, Sampling, ToolCallPart, Tools
-from tenants.authentication import bearer_token
+from tenants.authentication import bearer_token, token_org_bind
 from tenants.context import Tenant, reset_tenant, set_tenant
-from tenants.middleware import OrgHeaderInvalid, parse_org_header
-from tenants.selectors import OrgAccess
+from tenants.middleware import OrgHeaderInvalid
 from tenants.services import TokenInvalid, api_token_authenticate, api_token_cached
 from threads.models import Status
 from threads.services import Caller, SendOptions, message_send
@@ -84,21 +83,11 @@ async def _authenticate(request: HttpRequest):
             token = await db_step(api_token_authenticate, plaintext=plaintext)
         except TokenInvalid as exc:
             raise GatewayError(401, str(exc), code="invalid_api_key") from None
-    _check_org_header(request, token.org_id)
-    # As the REST API's token authentication does: the request is the org's, for its metrics too.
-    request.org_access = OrgAccess(org_id=token.org_id, slug="", name="", role="member")
-    return token
-
-
-def _check_org_header(request: HttpRequest, org_id: int) -> None:
-    """`X-Org-Id`, when sent, must name the token's own org, as on the REST API: it chooses among
-    the caller's orgs and never grants another (garbage is a 400, another org a 404)."""
     try:
-        named = parse_org_header(request.headers.get("X-Org-Id"))
+        token_org_bind(request, token)
     except OrgHeaderInvalid as exc:
-        raise GatewayError(400, exc.message, param="X-Org-Id") from None
-    if named is not None and named != org_id:
-        raise GatewayError(404, "No organization with that X-Org-Id for this token.", code="not_found", param="X-Org-Id")
+        raise GatewayError(exc.status, exc.message, code="not_found" if exc.status == 404 else None, param="X-Org-Id") from None
+    return token
 
 
 def _parse_model(model) -> tuple[str | None, str | None]:

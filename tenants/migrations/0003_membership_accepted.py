@@ -7,9 +7,12 @@ orgs (SECURITY DEFINER, the operator flag for its one query)."""
 import django.utils.timezone
 from django.db import migrations, models
 
-FUNCTIONS = """
-CREATE OR REPLACE FUNCTION dac_user_orgs(p_user_id bigint)
-RETURNS TABLE (org_id bigint, slug text, name text, role text)
+def _operator_function(create: str, signature: str, returns: str, query: str) -> str:
+    """A lookup across orgs as 0002_rls writes them: SECURITY DEFINER, the operator flag on for
+    its one query and restored before it returns."""
+    return f"""
+{create} FUNCTION {signature}
+RETURNS TABLE ({returns})
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
@@ -18,53 +21,33 @@ DECLARE
 BEGIN
     PERFORM set_config('app.operator', 'on', true);
     RETURN QUERY
-        SELECT o.id, o.slug::text, o.name::text, m.role::text
-        FROM tenants_membership m JOIN tenants_organization o ON o.id = m.org_id
-        WHERE m.user_id = p_user_id AND m.accepted_at IS NOT NULL
-        ORDER BY o.name, o.id;
-    PERFORM set_config('app.operator', previous, true);
-END
-$$;
-
-CREATE FUNCTION dac_user_invitations(p_user_id bigint)
-RETURNS TABLE (membership_id bigint, org_id bigint, org_name text, role text, invited_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
-AS $$
-DECLARE
-    previous text := coalesce(current_setting('app.operator', true), '');
-BEGIN
-    PERFORM set_config('app.operator', 'on', true);
-    RETURN QUERY
-        SELECT m.id, o.id, o.name::text, m.role::text, m.created_at
-        FROM tenants_membership m JOIN tenants_organization o ON o.id = m.org_id
-        WHERE m.user_id = p_user_id AND m.accepted_at IS NULL
-        ORDER BY m.created_at, m.id;
+        {query};
     PERFORM set_config('app.operator', previous, true);
 END
 $$;
 """
 
-BACKWARD = """
-DROP FUNCTION IF EXISTS dac_user_invitations(bigint);
-CREATE OR REPLACE FUNCTION dac_user_orgs(p_user_id bigint)
-RETURNS TABLE (org_id bigint, slug text, name text, role text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
-AS $$
-DECLARE
-    previous text := coalesce(current_setting('app.operator', true), '');
-BEGIN
-    PERFORM set_config('app.operator', 'on', true);
-    RETURN QUERY
-        SELECT o.id, o.slug::text, o.name::text, m.role::text
-        FROM tenants_membership m JOIN tenants_organization o ON o.id = m.org_id
-        WHERE m.user_id = p_user_id
-        ORDER BY o.name, o.id;
-    PERFORM set_config('app.operator', previous, true);
-END
-$$;
-"""
+
+def _user_orgs(membership_filter: str) -> str:
+    """dac_user_orgs (0002_rls) with `membership_filter` added to its WHERE."""
+    return _operator_function(
+        "CREATE OR REPLACE", "dac_user_orgs(p_user_id bigint)", "org_id bigint, slug text, name text, role text",
+        "SELECT o.id, o.slug::text, o.name::text, m.role::text"
+        " FROM tenants_membership m JOIN tenants_organization o ON o.id = m.org_id"
+        f" WHERE m.user_id = p_user_id{membership_filter} ORDER BY o.name, o.id",
+    )
+
+
+USER_INVITATIONS = _operator_function(
+    "CREATE", "dac_user_invitations(p_user_id bigint)",
+    "membership_id bigint, org_id bigint, org_name text, role text, invited_at timestamptz",
+    "SELECT m.id, o.id, o.name::text, m.role::text, m.created_at"
+    " FROM tenants_membership m JOIN tenants_organization o ON o.id = m.org_id"
+    " WHERE m.user_id = p_user_id AND m.accepted_at IS NULL ORDER BY m.created_at, m.id",
+)
+
+FORWARD = _user_orgs(" AND m.accepted_at IS NOT NULL") + USER_INVITATIONS
+BACKWARD = "DROP FUNCTION IF EXISTS dac_user_invitations(bigint);" + _user_orgs("")
 
 
 class Migration(migrations.Migration):
@@ -78,5 +61,5 @@ class Migration(migrations.Migration):
             field=models.DateTimeField(blank=True, default=django.utils.timezone.now, null=True,
                                        help_text="When the user accepted; empty: invited, not yet a member."),
         ),
-        migrations.RunSQL(FUNCTIONS, BACKWARD),
+        migrations.RunSQL(FORWARD, BACKWARD),
     ]

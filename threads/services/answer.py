@@ -151,8 +151,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
             _stopped(answer, candidate, call_started, None)
             answer.not_sent = True
             return None, produced
-        stop_pressed: list[bool] = []
-        watching = _watch_for_stop(handle, asyncio.current_task(), stop_pressed)
+        watching = _watch_for_stop(handle, asyncio.current_task())
         try:
             handle.provider_waiter = asyncio.current_task()  # abandon() cancels it: a stalled provider is not waited for
             try:
@@ -190,6 +189,7 @@ async def _call_candidate(handle: SendHandle, candidate: Candidate, answer: Answ
                         stop=options.stop, response_format=options.response_format, tools=options.tools, sampling=options.sampling,
                         timeout=settings.DAC_PROVIDER_TIMEOUT)
             except asyncio.CancelledError:
+                stop_pressed = watching is not None and watching.done() and not watching.cancelled()
                 if not (handle.abandoned or stop_pressed) or asyncio.current_task().uncancel() > 0:
                     raise  # cancelled for another reason
                 answer.stopped = True
@@ -304,10 +304,11 @@ def _stopped(answer: Answer, candidate: Candidate, call_started: float, first_to
     answer.error_message = STOPPED_MESSAGE
 
 
-def _watch_for_stop(handle: SendHandle, waiter: asyncio.Task, pressed: list[bool]) -> asyncio.Task | None:
+def _watch_for_stop(handle: SendHandle, waiter: asyncio.Task) -> asyncio.Task | None:
     """A thread's answer: Stop takes effect at once, also while the provider has sent nothing yet
     (a slow first byte, a reasoning model thinking), not at its next piece. Polls the flag
-    message_stop sets (any worker) as the stream loop does, and cancels the waiting call."""
+    message_stop sets (any worker) as the stream loop does, and cancels the waiting call; the
+    task ends (not cancelled) only when it did that."""
     if handle.assistant_message_id is None:
         return None  # nothing can press Stop on a call without a thread
 
@@ -315,7 +316,6 @@ def _watch_for_stop(handle: SendHandle, waiter: asyncio.Task, pressed: list[bool
         while True:
             await asyncio.sleep(STOP_CHECK_SECONDS)
             if await _stop_requested(handle):
-                pressed.append(True)
                 waiter.cancel()
                 return
 

@@ -42,9 +42,10 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         for counter in reset:
-            if counter.provider.startswith("key_tests:"):  # the hourly allowance of key tests (HH: the UTC hour)
-                self.stdout.write(f"{slugs.get(counter.org_id, counter.org_id)} / key tests of {counter.provider[10:]}:00-"
-                                  f"{counter.provider[10:]}:59 UTC: {counter.requests:,} tests -> 0")
+            if counter.provider.startswith("key_tests:"):  # the hourly allowance of key tests
+                hour = counter.provider.removeprefix("key_tests:")  # HH, UTC
+                self.stdout.write(f"{slugs.get(counter.org_id, counter.org_id)} / key tests of {hour}:00-{hour}:59 UTC: "
+                                  f"{counter.requests:,} tests -> 0")
                 continue
             self.stdout.write(
                 f"{slugs.get(counter.org_id, counter.org_id)} / {counter.provider}: "
