@@ -14,6 +14,7 @@ from django.test import Client
 from psycopg import sql
 
 from tenants.context import tenant_context
+from tenants.models import User
 from tests.factories import OrganizationFactory, member
 
 SUPERUSER_URL = os.environ.get("DAC_DB_SUPERUSER_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -109,6 +110,12 @@ def _client_for(user) -> Client:
 @pytest.fixture
 def alice_client(alice):
     return _client_for(alice)
+
+
+@pytest.fixture
+def operator_client(db):
+    """A superuser's session: the operator admin."""
+    return _client_for(User.objects.create_superuser(email="root@example.com", password="x" * 20))
 
 
 @pytest.fixture

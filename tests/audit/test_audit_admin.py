@@ -11,15 +11,8 @@ from audit import admin as audit_admin
 from audit.models import AuditLog
 from audit.services import Actor, audit_record
 from tenants.context import operator_context, tenant_context
-from tenants.models import User
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator_client(client):
-    client.force_login(User.objects.create_superuser(email="root@example.com", password="x" * 20))
-    return client
 
 
 @pytest.fixture

@@ -143,6 +143,14 @@ class Tab:
         assert response is not None and response.ok, f"{path}: {response.status if response else 'no response'}"
         return response
 
+    def log_in(self, email: str, password: str) -> None:
+        """Through the login form, as a person does; lands on the threads."""
+        self.goto("/login/")
+        self.page.get_by_label("Email").fill(email)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Log in").click()
+        self.page.wait_for_url("**/threads/")
+
     def set_scheme(self, scheme: str) -> None:
         """Follow the system's colour scheme (what a visitor without a stored choice gets)."""
         self.page.emulate_media(color_scheme=scheme)

@@ -148,10 +148,7 @@ def test_sign_up_add_a_key_and_chat_with_streaming_in_light_and_dark(open_tab, f
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login/")
     tab.capture("login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/threads/")
+    tab.log_in(email, PASSWORD)
 
 
 def test_the_demo_on_a_phone(open_tab):
@@ -234,11 +231,7 @@ def test_failures_say_what_to_do_and_retry_stop_and_long_threads_work(open_tab, 
 
     tab = open_tab()
     page = tab.page
-    tab.goto("/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/threads/")
+    tab.log_in(email, PASSWORD)
     tab.goto(f"/threads/{thread.pk}/")
     box = page.locator("#messages")
     distance = "el => el.scrollHeight - el.scrollTop - el.clientHeight"

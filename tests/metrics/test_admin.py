@@ -6,16 +6,9 @@ import pytest
 
 from metrics.services import metrics_rollup_org
 from tenants.context import tenant_context
-from tenants.models import User
 from tests.metrics.conftest import put_calls, put_requests
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator_client(client):
-    client.force_login(User.objects.create_superuser(email="root@example.com", password="x" * 20))
-    return client
 
 
 @pytest.fixture

@@ -81,11 +81,7 @@ def test_rejected_keys_show_their_error_in_the_browser_and_keep_what_was_typed(o
     tab = open_tab()
     tab.allow_console_error(r"status of 422")  # Chromium logs every 4xx; the page must explain it
     page = tab.page
-    tab.goto("/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/threads/")
+    tab.log_in(email, PASSWORD)
     tab.goto("/settings/providers/")
 
     # The README's Ollama example is refused (private address): the card says why, in the form.

@@ -4,16 +4,8 @@ import pytest
 
 from audit.models import AuditLog
 from tenants.context import operator_context
-from tenants.models import User
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator_client(client):
-    operator = User.objects.create_superuser(email="root@example.com", password="x" * 20)
-    client.force_login(operator)
-    return client
 
 
 def test_superuser_sees_every_orgs_memberships(operator_client, alice, charlie):

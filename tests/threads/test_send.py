@@ -345,21 +345,30 @@ def test_no_transaction_is_held_during_a_provider_call(api, org_a, fakes):
     assert fakes["openrouter"].requests  # the call was really in flight while we looked
 
 
+def _stream_pressing_stop(url: str, token: str, user, thread, *, at: str, pause: float = 0.0) -> tuple[list[str], float]:
+    """Stream a thread message through the API and press Stop on the page, once, at the first line
+    starting with `at` (after `pause` seconds). The stream's lines, and the seconds from Stop to
+    its end."""
+    client = Client()
+    client.force_login(user)
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=20) as http:
+        with http.stream("POST", f"/api/v1/threads/{thread.pk}/messages/", json={"content": "chat with me", "stream": True}) as response:
+            lines, stopped_at = [], None
+            for line in response.iter_lines():
+                lines.append(line)
+                if line.startswith(at) and stopped_at is None:
+                    time.sleep(pause)
+                    stopped_at = time.monotonic()
+                    start = json.loads(next(x for x in lines if x.startswith("data:"))[5:])  # the answer's id
+                    assert client.post(f"/threads/{thread.pk}/messages/{start['message_id']}/stop/").status_code == 204
+    return lines, time.monotonic() - stopped_at
+
+
 def test_stop_keeps_what_arrived_as_the_answer(asgi_server, org_a, token_a, alice, fakes):
     fakes["openrouter"].behaviour = Behaviour(text="one two three four five six seven eight", chunk_gap=0.25)
     thread = _thread(org_a)
-    client = Client()
-    client.force_login(alice)
-    with httpx.Client(base_url=asgi_server.url, headers={"Authorization": f"Bearer {token_a}"}, timeout=20) as http:
-        with http.stream("POST", f"/api/v1/threads/{thread.pk}/messages/", json={"content": "chat with me", "stream": True}) as response:
-            lines, stopped = [], False
-            for line in response.iter_lines():
-                lines.append(line)
-                if line.startswith("event: delta") and not stopped:
-                    start = json.loads(next(x for x in lines if x.startswith("data:"))[5:])
-                    assert client.post(f"/threads/{thread.pk}/messages/{start['message_id']}/stop/").status_code == 204
-                    stopped = True
-            events = _sse_events(lines)
+    lines, _ = _stream_pressing_stop(asgi_server.url, token_a, alice, thread, at="event: delta")
+    events = _sse_events(lines)
     assert events[-1][0] == "done", lines
     with tenant_context(org_a):
         answer = Message.objects.get(thread=thread, role="assistant")
@@ -375,21 +384,10 @@ def test_stop_before_the_first_byte_takes_effect_at_once(asgi_server, org_a, tok
     (a reasoning model thinking), the page showed "Stopping…" for as long as it took."""
     fakes["openrouter"].behaviour = Behaviour(text="late answer", delay=6)
     thread = _thread(org_a)
-    client = Client()
-    client.force_login(alice)
-    with httpx.Client(base_url=asgi_server.url, headers={"Authorization": f"Bearer {token_a}"}, timeout=20) as http:
-        with http.stream("POST", f"/api/v1/threads/{thread.pk}/messages/", json={"content": "chat with me", "stream": True}) as response:
-            lines = []
-            for line in response.iter_lines():
-                lines.append(line)
-                if line.startswith("data:") and len(lines) == 2:  # the start event: the answer's id
-                    time.sleep(0.5)  # the provider has the request and sends nothing
-                    stopped_at = time.monotonic()
-                    start = json.loads(line[5:])
-                    assert client.post(f"/threads/{thread.pk}/messages/{start['message_id']}/stop/").status_code == 204
-            ended = time.monotonic()
+    # At the start event, once the provider has had the request half a second and sent nothing.
+    lines, after_stop = _stream_pressing_stop(asgi_server.url, token_a, alice, thread, at="data:", pause=0.5)
     assert _sse_events(lines)[-1][0] == "done", lines
-    assert ended - stopped_at < 3, ended - stopped_at  # not the provider's 6 s
+    assert after_stop < 3, after_stop  # not the provider's 6 s
     with tenant_context(org_a):
         answer = Message.objects.get(thread=thread, role="assistant")
     assert (answer.status, answer.content, answer.error_message) == ("complete", "", "Stopped.")
